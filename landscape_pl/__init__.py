@@ -1,0 +1,6 @@
+"""landscape_pl: loss landscapes of neural networks with PyTorch Lightning."""
+
+from landscape_pl.modules import EndpointModule
+
+__all__ = ["EndpointModule"]
+__version__ = "0.1.0"

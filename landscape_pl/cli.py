@@ -1,0 +1,103 @@
+"""One command line: Lightning's fit/validate/test/predict, plus the analyses as subcommands.
+
+``python -m landscape_pl fit --config configs/digits/mlp.yaml`` trains through LightningCLI;
+``python -m landscape_pl interpolate --help`` (and the other analyses) are typed functions whose
+arguments jsonargparse reads from the command line or a ``--config`` file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+
+from lightning.pytorch.cli import LightningCLI
+
+from landscape_pl.errors import LandscapeError
+
+LIGHTNING = ("fit", "validate", "test", "predict")
+# name -> "module:function"; imported only when called, so `--help` stays fast.
+COMMANDS = {
+    "interpolate": ("landscape_pl.commands.interpolate:interpolate", "evaluate the straight line between two networks"),
+    "demo": ("landscape_pl.commands.demo:demo", "the main job: two digits endpoints and the line between them"),
+}
+
+
+class LandscapeCLI(LightningCLI):
+    """LightningCLI with the project's defaults: any LightningModule/DataModule chosen by class_path."""
+
+    def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
+        super().__init__(
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"description": catalogue()},
+            args=args,
+            run=run,
+        )
+
+
+def catalogue() -> str:
+    """The models, data modules and modules a config can name, for every --help."""
+    from landscape_pl import data, models, modules
+
+    def names(package) -> str:
+        return ", ".join(f"{package.__name__}.{n}" for n in package.__all__ if n[0].isupper())
+
+    return (
+        f"Lightning modules: {names(modules)}\n"
+        f"Networks (model.init_args.network): {names(models)}\n"
+        f"Data modules (data): {names(data)}"
+    )
+
+
+def usage() -> str:
+    lines = ["usage: python -m landscape_pl COMMAND [--config FILE] [options]", "", "Commands:"]
+    lines += [f"  {name:<12} LightningCLI {name} (see: python -m landscape_pl {name} --help)" for name in LIGHTNING]
+    lines += [f"  {name:<12} {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines + ["", catalogue()])
+
+
+def run_command(name: str, args: Sequence[str]):
+    from jsonargparse import CLI
+
+    module_name, function_name = COMMANDS[name][0].split(":")
+    function = getattr(importlib.import_module(module_name), function_name)
+    return CLI(function, args=list(args), as_positional=False)
+
+
+def model_from_checkpoint(argv: list[str]) -> list[str]:
+    """``validate --ckpt_path X`` with no model config: take the model from X, which records its network."""
+    if argv[0] not in LIGHTNING[1:] or any(a.startswith(("--model", "--config", "-c")) for a in argv):
+        return argv
+    paths = [a.split("=", 1)[1] for a in argv if a.startswith("--ckpt_path=")]
+    paths += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--ckpt_path"]
+    if not paths:
+        return argv
+    from landscape_pl.io import read_checkpoint
+
+    hparams = dict(read_checkpoint(paths[0]).get("hyper_parameters") or {})
+    class_path = hparams.pop("_class_path", None)
+    hparams.pop("_instantiator", None)
+    if class_path is None:
+        return argv
+    return [*argv, "--model", json.dumps({"class_path": class_path, "init_args": hparams})]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if not argv or argv[0] in ("-h", "--help"):
+            print(usage())
+        elif argv[0] in COMMANDS:
+            run_command(argv[0], argv[1:])
+        else:
+            with warnings.catch_warnings():  # we pass sys.argv on purpose, amended
+                warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+                LandscapeCLI(args=model_from_checkpoint(argv))
+    except LandscapeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,58 @@
+"""What the analysis commands share: finding a run's data config, devices, and checkpoints by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+
+from landscape_pl.data.base import LandscapeDataModule
+from landscape_pl.errors import LandscapeError
+
+
+def run_config(checkpoint: str | Path) -> Path | None:
+    """The config.yaml LightningCLI saved for the run a checkpoint belongs to (<run>/checkpoints/x.ckpt)."""
+    candidate = Path(checkpoint).resolve().parent.parent / "config.yaml"
+    return candidate if candidate.is_file() else None
+
+
+def resolve_data(data: LandscapeDataModule | None, checkpoint: str | Path) -> LandscapeDataModule:
+    """The data module given, else the one in the run's saved config."""
+    if data is not None:
+        return data
+    config = run_config(checkpoint)
+    if config is None:
+        raise LandscapeError(
+            f"no --data given and no config.yaml found next to {str(checkpoint)!r}'s run; "
+            "pass --data (e.g. --data landscape_pl.data.DigitsDataModule)"
+        )
+    section = (yaml.safe_load(config.read_text()) or {}).get("data")
+    if not section:
+        raise LandscapeError(f"{config} has no 'data' section; pass --data")
+    return instantiate_data(section)
+
+
+def instantiate_data(section: dict) -> LandscapeDataModule:
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(LandscapeDataModule, "data")
+    return parser.instantiate_classes(parser.parse_object({"data": section})).data
+
+
+def resolve_init(name: str, other: str) -> str:
+    """``init`` stands for the initialization saved next to the other checkpoint."""
+    if name != "init":
+        return name
+    if other == "init":
+        raise LandscapeError("start and end cannot both be 'init'")
+    return str(Path(other).parent / "init.ckpt")
+
+
+def device(accelerator: str) -> torch.device:
+    if accelerator == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if accelerator == "gpu":
+        accelerator = "cuda"
+    return torch.device(accelerator)

@@ -1,0 +1,56 @@
+"""Architectures as data: every network the project writes can be rebuilt from a small spec.
+
+A checkpoint stores ``{"class_path": ..., "init_args": ...}`` next to the weights, so a curve point,
+a bead or a permuted network is an ordinary checkpoint that any command can load without knowing
+what produced it. Networks of this package record their own spec on construction; a user's own
+``nn.Module`` gets one from the config it was built from (see ``describe``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from torch import nn
+
+Spec = dict[str, Any]
+
+
+class Architecture(nn.Module):
+    """Base class that remembers the constructor arguments, so ``describe`` needs no config."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Architecture":
+        obj = super().__new__(cls)
+        bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+        bound.apply_defaults()
+        init_args = {k: v for k, v in list(bound.arguments.items())[1:]}
+        object.__setattr__(obj, "_spec", {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args})
+        return obj
+
+
+def describe(network: nn.Module, given: Spec | None = None) -> Spec:
+    """The spec that rebuilds ``network``: its own record, else ``given`` (from a config)."""
+    spec = getattr(network, "_spec", None) or given
+    if spec is None:
+        raise ValueError(
+            f"cannot describe {type(network).__name__} as a spec: build it from a config "
+            "(class_path + init_args) or subclass landscape_pl.models.Architecture"
+        )
+    return {"class_path": spec["class_path"], "init_args": dict(spec.get("init_args") or {})}
+
+
+def build(spec: Spec) -> nn.Module:
+    """Instantiate a network from ``{"class_path", "init_args"}``; the error names the bad key."""
+    if not isinstance(spec, dict) or "class_path" not in spec:
+        raise ValueError(f"a network spec needs a 'class_path' key, got {spec!r}")
+    module_name, _, class_name = spec["class_path"].rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(f"network class_path {spec['class_path']!r} cannot be imported: {err}") from err
+    init_args = dict(spec.get("init_args") or {})
+    for key, value in init_args.items():
+        if isinstance(value, dict) and "class_path" in value:
+            init_args[key] = build(value)
+    return cls(**init_args)

@@ -1,0 +1,5 @@
+"""LightningModules: thin wrappers that call paths/ and symmetry/ for the math."""
+
+from landscape_pl.modules.endpoint import EndpointModule
+
+__all__ = ["EndpointModule"]

@@ -1,0 +1,92 @@
+"""Loss and accuracy of a network at many parameter points: the step every analysis shares.
+
+For each point: write θ into the network (no graph), recompute BatchNorm statistics if asked,
+then one evaluation pass per split. Points are split across DDP ranks and gathered back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from landscape_pl.distributed import gather, shard, world
+from landscape_pl.paths.anchors import NetworkSlots
+from landscape_pl.paths.batchnorm import has_batchnorm, recompute_batchnorm
+from landscape_pl.tasks import Task
+
+
+@dataclass(frozen=True)
+class Row:
+    """One evaluation: where (``key``: t, or a plane coordinate), which split, and the numbers."""
+
+    key: Any
+    split: str
+    loss: float
+    accuracy: float | None
+
+    @property
+    def finite(self) -> bool:
+        return math.isfinite(self.loss)
+
+
+@torch.no_grad()
+def evaluate(network: nn.Module, batches: Iterable, task: Task) -> tuple[float, float | None]:
+    """Mean loss and accuracy over all batches, accumulated on the device and synced once."""
+    network.eval()
+    device = next(network.parameters()).device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    count = 0
+    for x, y in batches:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        outputs = network(x)
+        loss_sum += task.summed_loss(outputs, y).double()
+        correct += task.correct(outputs, y)
+        count += len(y)
+    loss = (loss_sum / count).item()
+    return loss, (correct.item() / count if task.has_accuracy else None)
+
+
+@dataclass
+class Evaluation:
+    """What to evaluate each point on: named splits, the task, and BatchNorm recomputation.
+
+    ``bn_batches``: None recomputes statistics on the whole ``bn_data`` (the standard practice),
+    0 turns recomputation off; it is off anyway for networks without BatchNorm.
+    """
+
+    splits: Mapping[str, Iterable]
+    task: Task
+    bn_data: Iterable | None = None
+    bn_batches: int | None = None
+    progress: bool = True
+
+    def at(self, network: nn.Module, key: Any) -> list[Row]:
+        """Rows for the network as it is now (its parameters already set to the point ``key``)."""
+        if self.bn_data is not None and self.bn_batches != 0 and has_batchnorm(network):
+            recompute_batchnorm(network, self.bn_data, self.bn_batches)
+        return [Row(key, split, *evaluate(network, batches, self.task)) for split, batches in self.splits.items()]
+
+    def points(
+        self,
+        network: nn.Module,
+        names: Sequence[str],
+        keys: Sequence[Any],
+        params_at: Callable[[Any], torch.Tensor],
+        desc: str = "points",
+    ) -> list[Row]:
+        """Evaluate ``params_at(key)`` for every key; each rank takes its share, all get every row."""
+        slots = NetworkSlots(network, names)
+        device = next(network.parameters()).device
+        mine = shard(keys)
+        results = []
+        for index, key in tqdm(mine, desc=desc, disable=not self.progress or world()[0] != 0, leave=False):
+            slots.write(params_at(key).to(device))
+            results.append((index, self.at(network, key)))
+        return [row for rows in gather(results) for row in rows]
