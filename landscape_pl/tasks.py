@@ -25,7 +25,7 @@ class Task:
     def correct(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Number of correct predictions (zero for regression, where accuracy is not reported)."""
         if not self.has_accuracy:
-            return outputs.new_zeros(())
+            return outputs.new_zeros((), dtype=torch.long)
         return (outputs.argmax(dim=1) == targets).sum()
 
 
