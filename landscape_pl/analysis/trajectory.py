@@ -1,0 +1,112 @@
+"""PCA and distances of training trajectories, through the T x T Gram matrix of the snapshots.
+
+With T snapshots of P parameters (T << P), the centred Gram matrix G = X_c X_c^T holds everything
+the analyses need: its eigenvalues are the components' variances, ``V sqrt(Λ)`` are the snapshots'
+coordinates on the components, and ||x_i - x_j||^2 = G_ii + G_jj - 2 G_ij. G is accumulated over
+column chunks read from disk, so memory is O(T^2 + T * chunk), never O(P^2) nor O(T * P).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from landscape_pl.callbacks.trajectory import SnapshotStore
+from landscape_pl.errors import LandscapeError
+
+CHUNK_BYTES = 64 * 2**20
+
+
+@dataclass
+class TrajectoryPCA:
+    """Per snapshot: its run, step, epoch, coordinates on the components and distances; per run pair: final distances."""
+
+    runs: list[str]
+    run: np.ndarray  # (T,) index into runs
+    step: np.ndarray
+    epoch: np.ndarray
+    variance: np.ndarray  # (n,) variance along every component with any, largest first
+    ratio: np.ndarray  # (n,) explained-variance ratios, summing to 1
+    projections: np.ndarray  # (T, k) coordinates of the centred snapshots on the components
+    from_origin: np.ndarray  # (T,) ||x_i||
+    from_init: np.ndarray  # (T,) ||x_i - x_first of its run||
+    final_distances: np.ndarray  # (R, R) ||x_final(a) - x_final(b)||
+
+    def explained(self, k: int) -> float:
+        """Share of the variance in the first ``k`` components."""
+        return float(self.ratio[:k].sum())
+
+
+def check_stores(stores: Sequence[SnapshotStore], labels: Sequence[str]) -> None:
+    """One architecture, and at least two snapshots in all: what a PCA needs."""
+    for store, label in zip(stores[1:], labels[1:]):
+        if store.names != stores[0].names or store.shapes != stores[0].shapes:
+            diff = next(((a, sa, b, sb) for a, sa, b, sb in zip(stores[0].names, stores[0].shapes, store.names, store.shapes)
+                         if a != b or sa != sb), None)
+            where = (f"first difference at {diff[0]} {diff[1]} vs {diff[2]} {diff[3]}" if diff
+                     else f"{len(stores[0].names)} vs {len(store.names)} tensors")
+            raise LandscapeError(f"trajectories {labels[0]!r} and {label!r} record different architectures ({where}); "
+                                 "analyse them separately")
+    total = sum(len(s) for s in stores)
+    if total < 2:
+        raise LandscapeError(f"PCA needs at least 2 snapshots, got {total} in {list(labels)}; record more "
+                             "(TrajectoryRecorder every_n_epochs / every_n_steps) or add runs")
+
+
+def gram(stores: Sequence[SnapshotStore], chunk_bytes: int = CHUNK_BYTES, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Centred Gram matrix (T, T) and squared norms (T,) of all snapshots, in float64, reading column chunks."""
+    total = sum(len(s) for s in stores)
+    numel = stores[0].numel
+    width = max(1, min(numel, chunk_bytes // (12 * total)))
+    block = np.empty((total, width), dtype="<f4")
+    g = np.zeros((total, total))
+    norms = np.zeros(total)
+    starts = range(0, numel, width)
+    for start in tqdm(starts, desc="trajectory gram", disable=not progress, leave=False):
+        stop = min(start + width, numel)
+        row = 0
+        for store in stores:
+            store.columns(start, stop, out=block[row:row + len(store)])
+            row += len(store)
+        x = block[:, : stop - start].astype(np.float64)
+        norms += np.einsum("ij,ij->i", x, x)
+        x -= x.mean(axis=0)
+        g += x @ x.T
+    return g, norms
+
+
+def trajectory_pca(
+    stores: Sequence[SnapshotStore], labels: Sequence[str], components: int = 10,
+    chunk_bytes: int = CHUNK_BYTES, progress: bool = False,
+) -> TrajectoryPCA:
+    """PCA of all snapshots of all runs together, plus distances from origin, from init and between finals."""
+    check_stores(stores, labels)
+    g, norms = gram(stores, chunk_bytes, progress)
+    eigenvalues, vectors = np.linalg.eigh(g)
+    order = np.argsort(eigenvalues)[::-1]
+    eigenvalues, vectors = np.clip(eigenvalues[order], 0.0, None), vectors[:, order]
+    if eigenvalues.sum() <= 0:
+        raise LandscapeError(f"the snapshots of {list(labels)} are all identical: there is no variance to analyse")
+    nonzero = int((eigenvalues > eigenvalues[0] * 1e-12).sum())
+    keep = min(components, nonzero)
+    total = len(g)
+    run = np.concatenate([np.full(len(s), k) for k, s in enumerate(stores)])
+    first = np.concatenate([np.full(len(s), sum(len(t) for t in stores[:k])) for k, s in enumerate(stores)])
+    last = np.array([sum(len(t) for t in stores[: k + 1]) - 1 for k in range(len(stores))])
+    diag = np.diag(g)
+    squared = lambda i, j: np.clip(diag[i] + diag[j] - 2 * g[i, j], 0.0, None)  # noqa: E731 - local shorthand
+    return TrajectoryPCA(
+        runs=list(labels),
+        run=run,
+        step=np.array([s["step"] for store in stores for s in store.snapshots]),
+        epoch=np.array([s["epoch"] for store in stores for s in store.snapshots]),
+        variance=eigenvalues[:nonzero] / (total - 1),
+        ratio=eigenvalues[:nonzero] / eigenvalues.sum(),
+        projections=vectors[:, :keep] * np.sqrt(eigenvalues[:keep]),
+        from_origin=np.sqrt(norms),
+        from_init=np.sqrt(squared(np.arange(total), first)),
+        final_distances=np.sqrt(squared(last[:, None], last[None, :])),
+    )

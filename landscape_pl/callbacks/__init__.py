@@ -1,0 +1,5 @@
+"""Lightning callbacks: what a training run records besides its checkpoints."""
+
+from landscape_pl.callbacks.trajectory import TrajectoryRecorder
+
+__all__ = ["TrajectoryRecorder"]
