@@ -1,0 +1,260 @@
+"""Learning a curve between two trained networks (Garipov et al. 2018; algorithm 2 of the alignment paper).
+
+One mechanism for every architecture, a user's own ``nn.Module`` included: the anchors
+[θ_start, control points..., θ_end] are rows of a (K, P) matrix, and a training step writes
+θ(t) = Σ_k b_k(t) θ_k into an ordinary copy of the network (no graph), runs its ordinary forward
+and backward, and scales the gradient into the anchors: ∂L/∂θ_k = b_k(t) ∂L/∂θ(t). The step hands
+that gradient to Lightning through a linear surrogate (⟨θ_free, G⟩, whose gradient is exactly G),
+so the optimizer, gradient accumulation and DDP's all-reduce work as for any module.
+
+Per-sample t: the batch is split into ``t_groups`` groups, each with its own t and its own
+BatchNorm batch statistics (a group is an ordinary small batch of the network at its t). The
+default 4 keeps BatchNorm's statistics over 16-32 examples at common batch sizes and measured
+within 10% of one t per batch on CPU (bench/curve.py). ``t_groups=1`` is the classic one t per
+batch; ``t_groups=-1`` draws one t per example and runs all examples in one ``torch.func.vmap`` of
+``functional_call`` over per-example parameters (BatchNorm then normalizes each example alone).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+
+from landscape_pl.errors import LandscapeError
+from landscape_pl.io import LoadedNetwork, load_network, read_checkpoint
+from landscape_pl.paths.anchors import Anchors, NetworkSlots
+from landscape_pl.paths.curves import CURVES, Curve, CurveKind, basis, control_count, on_segment
+from landscape_pl.tasks import get_task
+
+CURVE_CLASS = "landscape_pl.modules.curve.CurveModule"
+
+
+def parameters_of(network: nn.Module) -> dict[str, torch.Tensor]:
+    """The entries a curve moves: the parameters (BatchNorm statistics are recomputed at each t instead)."""
+    return {name: p.detach() for name, p in network.named_parameters()}
+
+
+def load_endpoint(path: str, role: str) -> LoadedNetwork:
+    """An endpoint network; a curve checkpoint given in its place gets an error saying what to do instead."""
+    if is_curve(read_checkpoint(path)):
+        raise LandscapeError(
+            f"{role}={path!r} is a curve checkpoint, not an endpoint; export a point of it first "
+            "(python -m landscape_pl curve_point --ckpt ... --t ...) or pass it as init="
+        )
+    return load_network(path)
+
+
+def per_example_outputs(network: nn.Module, names: list[str], thetas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Outputs of the network at parameters ``thetas[g]`` (flat, anchor order) for inputs ``x[g]``, all g at once.
+
+    One ``torch.func.vmap`` of ``functional_call``: convolutions and linear layers with batched
+    weights become grouped ones. Buffers are copied per group, so BatchNorm in training mode
+    normalizes each group over its own examples and in eval mode every group uses the network's
+    statistics.
+    """
+    shapes = dict(network.named_parameters())
+    sizes = [shapes[n].numel() for n in names]
+    groups = thetas.shape[0]
+    params = {n: chunk.reshape(groups, *shapes[n].shape) for n, chunk in zip(names, thetas.split(sizes, dim=1))}
+    buffers = {n: b.unsqueeze(0).repeat(groups, *([1] * b.dim())) for n, b in network.named_buffers()}
+
+    def one(p, b, xg):
+        return torch.func.functional_call(network, (p, b), (xg,))
+
+    return torch.func.vmap(one)(params, buffers, x)
+
+
+class CurveModule(L.LightningModule):
+    """Learns the control points of a curve between two endpoint checkpoints.
+
+    Args:
+        start: endpoint checkpoint at t = 0 (any landscape_pl network checkpoint).
+        end: endpoint checkpoint at t = 1; a permuted (aligned) copy of a network is just another checkpoint.
+        curve: "bezier" (default, quadratic: equation 7 of the alignment paper) or "polychain".
+        degree: Bezier degree (>= 1; degree - 1 control points).
+        bends: bends of the polygonal chain (>= 0).
+        train_start: also learn θ_start (fixed by default).
+        train_end: also learn θ_end (fixed by default).
+        t_groups: number of t per batch: each group of examples gets its own t and its own
+            BatchNorm statistics; 1 is one t per batch; -1 is one t per example (vmap).
+        vmap_groups: run the groups in one vmapped call instead of one ordinary pass per group.
+        t_seed: seed of the t draws; t of step s depends on (t_seed, s, rank) only, so a resumed
+            run draws the t it would have drawn.
+        init: a curve checkpoint to take the control points from (default: on the straight segment).
+        task: "classification" or "regression"; None takes the endpoints' task.
+        optimizer: optimizer of the control points, e.g. ``torch.optim.SGD``.
+        lr_scheduler: e.g. ``torch.optim.lr_scheduler.CosineAnnealingLR``, stepped per epoch.
+    """
+
+    def __init__(
+        self,
+        start: str,
+        end: str,
+        curve: CurveKind = "bezier",
+        degree: int = 2,
+        bends: int = 1,
+        train_start: bool = False,
+        train_end: bool = False,
+        t_groups: int = 4,
+        vmap_groups: bool = False,
+        t_seed: int = 0,
+        init: str | None = None,
+        task: str | None = None,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        if t_groups == 0 or t_groups < -1:
+            raise LandscapeError(f"t_groups={t_groups}: use a positive group count, or -1 for one t per example")
+        count = control_count(curve, degree, bends)
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        a, b = load_endpoint(start, "start"), load_endpoint(end, "end")
+        anchors = Anchors([parameters_of(a.network), parameters_of(b.network)], (start, end))
+        if a.spec != b.spec:
+            raise LandscapeError(f"start {start!r} and end {end!r} have different network specs: {a.spec} vs {b.spec}")
+        self.spec, self.task = a.spec, get_task(task or a.task)
+        self.hparams["task"] = self.task.name
+        rows = torch.cat([anchors.matrix[:1], on_segment(anchors.matrix[0], anchors.matrix[1], count), anchors.matrix[1:]])
+        if init is not None:
+            given = curve_rows(init)
+            if given.shape != rows.shape:
+                raise LandscapeError(f"init={init!r} has anchors of shape {tuple(given.shape)}; this curve needs {tuple(rows.shape)}")
+            rows[1:-1] = given[1:-1]
+        self.trained = [k for k in range(len(rows)) if (k == 0 and train_start) or (k == len(rows) - 1 and train_end) or 0 < k < len(rows) - 1]
+        self.held = [k for k in range(len(rows)) if k not in self.trained]
+        if not self.trained:
+            raise LandscapeError("nothing to learn: a straight line (degree 1 / bends 0) with both ends fixed; free an end")
+        self.free = nn.Parameter(rows[self.trained].clone())
+        self.register_buffer("fixed", rows[self.held].clone())
+        anchors.matrix = None  # the rows live in free/fixed; the Anchors keeps names and shapes
+        self.__dict__["anchors"] = anchors
+        self.__dict__["network"] = a.network  # an ordinary copy, not a submodule: never trained or saved itself
+        self.__dict__["slots"] = NetworkSlots(a.network, anchors.names)
+        self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
+
+    # -- the curve --------------------------------------------------------------------------
+    def path(self) -> Curve:
+        """The curve with the current anchors (detached), for evaluation and export."""
+        anchors = copy.copy(self.anchors)
+        anchors.matrix = self.rows()
+        return CURVES[self.hparams.curve](anchors)
+
+    def rows(self) -> torch.Tensor:
+        """All K anchors as one (K, P) matrix, in order [start, controls..., end]."""
+        rows = self.fixed.new_empty(len(self.trained) + len(self.held), self.fixed.shape[1])
+        rows[self.held], rows[self.trained] = self.fixed, self.free.detach()
+        return rows
+
+    def basis(self, ts: torch.Tensor) -> torch.Tensor:
+        """(T, K) coefficients at the given t."""
+        return basis(self.hparams.curve, len(self.trained) + len(self.held), ts).to(self.free)
+
+    def theta(self, coefficients: torch.Tensor) -> torch.Tensor:
+        """θ(t) = Σ_k b_k θ_k for one coefficient row, as two matrix-vector products (no graph)."""
+        theta = torch.mv(self.fixed.t(), coefficients[self.held]) if self.held else torch.zeros_like(self.free[0])
+        return theta.addmv_(self.free.detach().t(), coefficients[self.trained])
+
+    def ready_network(self) -> nn.Module:
+        """The network copy on this module's device (Lightning moves only submodules)."""
+        if next(self.network.parameters()).device != self.free.device:
+            self.network.to(self.free.device)
+        return self.network
+
+    def evaluation_path(self) -> tuple[nn.Module, Curve]:
+        """(network, curve): what PathEvaluation and the curve command evaluate on a grid of t."""
+        return self.ready_network(), self.path()
+
+    # -- training ---------------------------------------------------------------------------
+    def draw_t(self, groups: int) -> torch.Tensor:
+        """Uniform t on [0, 1], from a generator keyed by (t_seed, step, rank): resumable, differs per rank."""
+        seed = (self.hparams.t_seed * 1_000_003 + self.global_step) * 1009 + self.global_rank
+        return torch.rand(groups, generator=torch.Generator().manual_seed(seed))
+
+    def group_gradients(self, x: torch.Tensor, y: torch.Tensor, coefficients: torch.Tensor):
+        """(G, P) gradients of the batch-mean loss w.r.t. θ(t_g), one ordinary pass per group."""
+        network, params = self.ready_network(), self.slots.tensors
+        grads = coefficients.new_empty(len(coefficients), self.free.shape[1])
+        loss_sum, correct = x.new_zeros(()), x.new_zeros((), dtype=torch.long)
+        for g, (c, xg, yg) in enumerate(zip(coefficients, x.tensor_split(len(coefficients)), y.tensor_split(len(coefficients)))):
+            self.slots.write(self.theta(c))
+            outputs = network(xg)
+            loss = self.task.summed_loss(outputs, yg)
+            (loss / len(y)).backward()
+            torch.cat([p.grad.reshape(-1) for p in params], out=grads[g])
+            for p in params:
+                p.grad = None
+            loss_sum += loss.detach()
+            correct += self.task.correct(outputs.detach(), yg)
+        return grads, loss_sum, correct
+
+    def vmapped_gradients(self, x: torch.Tensor, y: torch.Tensor, coefficients: torch.Tensor):
+        """(G, P) gradients w.r.t. θ(t_g) from one vmapped call over the G groups (G = batch: one t per example)."""
+        network = self.ready_network()
+        thetas = (coefficients[:, self.held] @ self.fixed + coefficients[:, self.trained] @ self.free.detach()).requires_grad_()
+        groups = len(coefficients)
+        outputs = per_example_outputs(network, self.anchors.names, thetas, x.reshape(groups, -1, *x.shape[1:]))
+        outputs = outputs.reshape(len(y), *outputs.shape[2:])
+        loss = self.task.summed_loss(outputs, y)
+        (thetas_grad,) = torch.autograd.grad(loss / len(y), thetas)
+        return thetas_grad, loss.detach(), self.task.correct(outputs.detach(), y)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        network = self.ready_network()
+        network.train()
+        groups = len(y) if self.hparams.t_groups == -1 else min(self.hparams.t_groups, len(y))
+        coefficients = self.basis(self.draw_t(groups))
+        vmapped = self.hparams.t_groups == -1 or (self.hparams.vmap_groups and len(y) % groups == 0)
+        grads, loss_sum, correct = (self.vmapped_gradients if vmapped else self.group_gradients)(x, y, coefficients)
+        gradient = coefficients[:, self.trained].t() @ grads  # ∂L/∂θ_k = Σ_g b_k(t_g) ∂L/∂θ(t_g)
+        surrogate = (self.free * gradient).sum()
+        loss = loss_sum / len(y)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
+        if self.task.has_accuracy:
+            self.log("train/accuracy", correct / len(y), prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
+        return loss + surrogate - surrogate.detach()
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer([self.free])
+        if self.lr_scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.lr_scheduler(optimizer), "interval": "epoch"}}
+
+    def on_train_epoch_start(self) -> None:
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False, on_epoch=True)
+
+    def forward(self, x: torch.Tensor, t: float = 0.5) -> torch.Tensor:
+        """The network at ``t`` with the statistics it holds (recompute BatchNorm first for meaningful outputs)."""
+        self.slots.write(self.theta(self.basis(torch.tensor([float(t)]))[0]))
+        return self.ready_network()(x)
+
+
+def is_curve(checkpoint: dict) -> bool:
+    hparams = checkpoint.get("hyper_parameters") or {}
+    return "curve" in hparams and "free" in (checkpoint.get("state_dict") or {})
+
+
+def curve_rows(path: str) -> torch.Tensor:
+    """The (K, P) anchors stored in a curve checkpoint, in order [start, controls..., end]."""
+    checkpoint = read_checkpoint(path)
+    if not is_curve(checkpoint):
+        raise LandscapeError(f"{path!r} is not a curve checkpoint (written by fit with {CURVE_CLASS})")
+    hparams, state = checkpoint["hyper_parameters"], checkpoint["state_dict"]
+    count = control_count(hparams["curve"], hparams["degree"], hparams["bends"]) + 2
+    trained = [k for k in range(count) if (k == 0 and hparams["train_start"]) or (k == count - 1 and hparams["train_end"]) or 0 < k < count - 1]
+    held = [k for k in range(count) if k not in trained]
+    rows = state["free"].new_empty(count, state["free"].shape[1])
+    rows[held], rows[trained] = state["fixed"], state["free"]
+    return rows
+
+
+def load_curve(path: str) -> CurveModule:
+    """A trained CurveModule from its checkpoint (its endpoint files must still be where training found them)."""
+    if not is_curve(read_checkpoint(path)):
+        raise LandscapeError(f"{path!r} is not a curve checkpoint (written by fit with {CURVE_CLASS})")
+    return CurveModule.load_from_checkpoint(path, map_location="cpu")
