@@ -22,6 +22,8 @@ LIGHTNING = ("fit", "validate", "test", "predict")
 COMMANDS = {
     "interpolate": ("landscape_pl.commands.interpolate:interpolate", "evaluate the straight line between two networks"),
     "demo": ("landscape_pl.commands.demo:demo", "the main job: two digits endpoints and the line between them"),
+    "connect": ("landscape_pl.commands.connect:connect", "Dynamic String Sampling: a string of trained beads below a loss threshold"),
+    "sweep": ("landscape_pl.commands.sweep:sweep", "DSS over thresholds x model pairs: mean normalized length and bead count vs L0"),
 }
 
 
