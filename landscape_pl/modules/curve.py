@@ -44,7 +44,7 @@ def load_endpoint(path: str, role: str) -> LoadedNetwork:
     if is_curve(read_checkpoint(path)):
         raise LandscapeError(
             f"{role}={path!r} is a curve checkpoint, not an endpoint; export a point of it first "
-            "(python -m landscape_pl curve_point --ckpt ... --t ...) or pass it as init="
+            "(python -m landscape_pl curve-point --ckpt ... --t ...) or pass it as init="
         )
     return load_network(path)
 
@@ -227,6 +227,11 @@ class CurveModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False, on_epoch=True)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the last epoch's training loss E_t L(r(t)): the paper's "training loss at convergence"."""
+        loss = self.trainer.callback_metrics.get("train/loss_epoch")
+        checkpoint["training_loss"] = None if loss is None else float(loss)
 
     def forward(self, x: torch.Tensor, t: float = 0.5) -> torch.Tensor:
         """The network at ``t`` with the statistics it holds (recompute BatchNorm first for meaningful outputs)."""
