@@ -33,13 +33,14 @@ def find_trajectories(paths: list[str]) -> list[Path]:
     return found
 
 
-def label_of(folder: Path, folders: list[Path]) -> str:
-    """The shortest name that tells runs apart: the part of the path they do not share."""
-    if len(folders) == 1:
-        return folder.parent.name or folder.name
-    common = os.path.commonpath([str(f.resolve()) for f in folders])
-    relative = folder.resolve().relative_to(common).parts
-    return "/".join(p for p in relative if p not in ("trajectory", "lightning_logs")) or folder.name
+def distinct_labels(paths: list[Path]) -> list[str]:
+    """Short names that tell runs apart: the parts of their paths they do not share (less boilerplate folders)."""
+    boilerplate = ("trajectory", "lightning_logs", "checkpoints")
+    if len(paths) == 1:
+        named = [p for p in paths[0].resolve().parents if p.name not in boilerplate and not p.name.startswith("version_")]
+        return [named[0].name if named and named[0].name else paths[0].name]
+    common = os.path.commonpath([str(p.resolve()) for p in paths])
+    return ["/".join(part for part in p.resolve().relative_to(common).parts if part not in boilerplate) or p.name for p in paths]
 
 
 def write_tables(pca: TrajectoryPCA, out: Path) -> None:
@@ -130,7 +131,7 @@ def trajectory(
         progress: show a progress bar.
     """
     folders = find_trajectories(runs)
-    labels = [label_of(f, folders) for f in folders]
+    labels = distinct_labels(folders)
     pca = trajectory_pca([SnapshotStore(f) for f in folders], labels, components, chunk_mb * 2**20, progress)
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
@@ -246,7 +247,9 @@ def trajectory_experiment(
             if not (folder / "trajectory" / INDEX).is_file():
                 shutil.copytree(root / "base" / "trajectory", folder / "trajectory")
             start = clone_start(base, folder / "start.ckpt")
-            run(f"clone{r}", seed, seed + 1 + r, epochs, f"--ckpt_path={start}")
+            last = run(f"clone{r}", seed, seed + 1 + r, epochs, f"--ckpt_path={start}")
+            if not (last.parent / "init.ckpt").is_file():  # a clone's initialization is the base run's
+                shutil.copyfile(base.parent / "init.ckpt", last.parent / "init.ckpt")
             trajectories.append(str(folder / "trajectory"))
     else:
         for r in range(runs):

@@ -1,0 +1,192 @@
+"""``plane``: loss and accuracy on the plane through three networks (or around one, along random
+filter-normalized directions), as a CSV grid, contour plots with the networks and a curve drawn on
+them, and a TensorBoard figure. Grid points go through the shared ``Evaluation.points`` (BatchNorm
+recomputed per point, points split across DDP ranks)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+
+from landscape_pl.commands.common import device, resolve_data
+from landscape_pl.commands.interpolate import short
+from landscape_pl.commands.trajectory import distinct_labels
+from landscape_pl.data.base import LandscapeDataModule
+from landscape_pl.errors import LandscapeError
+from landscape_pl.io import load_network, write_json
+from landscape_pl.paths import Anchors, Evaluation, Row
+from landscape_pl.paths.plane import Plane, grid, plane_through, random_plane
+from landscape_pl.tasks import get_task
+
+
+def curve_checkpoints(curve: list[str]) -> list[Path]:
+    """Checkpoints given one by one, or one CSV with a ``checkpoint`` column (paths relative to the CSV)."""
+    if len(curve) == 1 and curve[0].endswith(".csv"):
+        table = Path(curve[0])
+        if not table.is_file():
+            raise LandscapeError(f"curve CSV {str(table)!r} does not exist")
+        with table.open() as handle:
+            reader = csv.DictReader(handle)
+            if "checkpoint" not in (reader.fieldnames or []):
+                raise LandscapeError(f"curve CSV {str(table)!r} needs a 'checkpoint' column; it has {reader.fieldnames}")
+            return [(table.parent / row["checkpoint"]) for row in reader]
+    return [Path(c) for c in curve]
+
+
+def project_curve(plane: Plane, paths: list[Path]) -> list[dict]:
+    """Each curve network's coordinates on the plane and its distance off it."""
+    points = []
+    for path in paths:
+        state = load_network(path).network.state_dict()
+        theta = Anchors([plane.anchors.unflatten(plane.anchors.matrix[0]), state], ["plane", str(path)]).matrix[1]
+        (x, y), off = plane.project(theta)
+        points.append({"checkpoint": str(path), "x": x, "y": y, "distance_off_plane": off})
+    return points
+
+
+def write_grid_csv(rows: list[Row], path: Path) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["x", "y", "split", "loss", "accuracy"])
+        for r in rows:
+            writer.writerow([repr(r.key[0]), repr(r.key[1]), r.split, repr(r.loss), "" if r.accuracy is None else repr(r.accuracy)])
+
+
+def plane_figure(rows: list[Row], xs: list[float], ys: list[float], marks: list[tuple[str, tuple[float, float]]],
+                 curve: list[dict], title: str, axis_labels: tuple[str, str]):
+    """Per split: log10 loss and accuracy contours, the anchors marked and named, the curve as a polyline."""
+    from landscape_pl.plots import plt
+
+    splits = list(dict.fromkeys(r.split for r in rows))
+    has_accuracy = any(r.accuracy is not None for r in rows)
+    columns = 2 if has_accuracy else 1
+    fig, axes = plt.subplots(len(splits), columns, figsize=(6 * columns, 4.8 * len(splits)), squeeze=False)
+    index = {(x, y): (j, i) for j, y in enumerate(ys) for i, x in enumerate(xs)}
+    for s, split in enumerate(splits):
+        loss = np.full((len(ys), len(xs)), np.nan)
+        accuracy = np.full((len(ys), len(xs)), np.nan)
+        for r in rows:
+            if r.split == split and r.key in index:
+                loss[index[r.key]] = math.log10(r.loss) if r.finite and r.loss > 0 else np.nan
+                accuracy[index[r.key]] = np.nan if r.accuracy is None else 100 * r.accuracy
+        fields = [("log10 loss", loss, "viridis")] + ([("accuracy %", accuracy, "magma")] if has_accuracy else [])
+        for c, (name, values, cmap) in enumerate(fields):
+            ax = axes[s, c]
+            image = ax.contourf(xs, ys, np.ma.masked_invalid(values), levels=20, cmap=cmap)
+            ax.contour(xs, ys, np.ma.masked_invalid(values), levels=10, colors="k", linewidths=0.4)
+            fig.colorbar(image, ax=ax, label=name)
+            if curve:
+                ax.plot([p["x"] for p in curve], [p["y"] for p in curve], "w.-", linewidth=1.5, label="curve")
+            for label, (x, y) in marks:
+                ax.plot(x, y, "o", color="white", markeredgecolor="black", markersize=8)
+                ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), color="white", fontsize=8)
+            ax.set_title(f"{split}: {name}")
+            ax.set_xlabel(axis_labels[0])
+            ax.set_ylabel(axis_labels[1])
+            ax.set_aspect("equal")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plane(
+    networks: list[str] | None = None,
+    center: str | None = None,
+    out: str = "runs/plane",
+    data: LandscapeDataModule | None = None,
+    points: int = 21,
+    margin: float = 0.2,
+    span: float = 1.0,
+    seed: int = 0,
+    splits: list[str] = ["train", "test"],  # noqa: B006 - jsonargparse needs a literal default
+    curve: list[str] | None = None,
+    labels: list[str] | None = None,
+    bn_batches: int | None = None,
+    accelerator: str = "auto",
+    tensorboard: bool = True,
+    progress: bool = True,
+) -> dict:
+    """Loss and accuracy on a ``points`` x ``points`` grid of a plane; writes plane.csv, plane.json, plane.png.
+
+    Args:
+        networks: three checkpoints θ1, θ2, θ3: the plane through them (θ1 at the origin, θ2 on the x axis).
+        center: instead of ``networks``, one checkpoint: the plane of two random filter-normalized directions around it.
+        out: folder for the results and the TensorBoard run (``out/tensorboard``).
+        data: data module; default: the one in the first network's run config.yaml.
+        points: grid points per axis.
+        margin: the grid covers the three networks plus this share of their extent on every side.
+        span: random planes: the grid covers [-span, span] along each direction.
+        seed: random planes: seed of the directions.
+        splits: data splits to evaluate on.
+        curve: checkpoints along a curve (or one CSV with a ``checkpoint`` column) to draw on the plane.
+        labels: names of the three networks on the plot (default θ1, θ2, θ3).
+        bn_batches: training batches for BatchNorm statistics at each point; None a full pass, 0 off.
+        accelerator: cpu, cuda or auto.
+        tensorboard: also log the figure to TensorBoard.
+        progress: show a progress bar.
+    """
+    if (networks is None) == (center is None):
+        raise LandscapeError("give either --networks (three checkpoints) or --center (one checkpoint, random directions)")
+    paths = [center] if center is not None else list(networks)
+    if center is None and len(paths) != 3:
+        raise LandscapeError(f"--networks needs exactly three checkpoints, got {len(paths)}: {paths}")
+    loaded = [load_network(p) for p in paths]
+    parameter_names = [n for n, _ in loaded[0].network.named_parameters()]
+    states = [n.network.state_dict() for n in loaded]
+    if center is None:
+        names = list(labels or ["θ1", "θ2", "θ3"])
+        if len(names) != 3:
+            raise LandscapeError(f"--labels needs three names, got {names}")
+        surface = plane_through(states, [short(p) for p in paths], geometry=parameter_names)
+        xs, ys = grid(surface, points, margin)
+        axis_labels = ("x: along θ2 - θ1", "y: Gram-Schmidt of θ3 - θ1")
+    else:
+        names = list(labels or ["θ"])[:1]
+        surface = random_plane(states[0], short(center), parameter_names, seed)
+        xs, ys = grid(surface, points, margin, span)
+        axis_labels = ("direction 1 (filter-normalized)", "direction 2 (filter-normalized)")
+    marks = list(zip(names, surface.anchor_points))
+    datamodule = resolve_data(data, paths[0])
+    network = loaded[0].network.to(device(accelerator))
+    evaluation = Evaluation(
+        splits={split: datamodule.eval_dataloader(split) for split in splits},
+        task=get_task(datamodule.task),
+        bn_data=datamodule.eval_dataloader("train"),
+        bn_batches=bn_batches,
+        progress=progress,
+    )
+    keys = [(x, y) for y in ys for x in xs] + list(surface.anchor_points)
+    rows = evaluation.points(network, surface.anchors.names, keys, surface.point, desc="plane")
+    grid_rows, anchor_rows = rows[: len(xs) * len(ys) * len(splits)], rows[len(xs) * len(ys) * len(splits):]
+    projected = project_curve(surface, curve_checkpoints(curve)) if curve else []
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    write_grid_csv(grid_rows, target / "plane.csv")
+    summary = {
+        "networks": paths,
+        "kind": "through three networks" if center is None else f"random filter-normalized directions (seed {seed})",
+        "anchors": [{"label": name, "x": x, "y": y, **{f"{r.split}_loss": r.loss for r in anchor_rows if r.key == (x, y)},
+                     **{f"{r.split}_accuracy": r.accuracy for r in anchor_rows if r.key == (x, y)}}
+                    for name, (x, y) in marks],
+        "grid": {"x": [xs[0], xs[-1]], "y": [ys[0], ys[-1]], "points": points},
+        "curve": projected,
+        "min_loss": {s: min((r.loss for r in grid_rows if r.split == s and r.finite), default=None) for s in splits},
+    }
+    write_json(summary, target / "plane.json")
+    title = " | ".join(f"{n} = {label}" for n, label in zip(names, distinct_labels([Path(p) for p in paths])))
+    fig = plane_figure(grid_rows, xs, ys, marks, projected, title, axis_labels)
+    fig.savefig(target / "plane.png", dpi=120)
+    if tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(str(target / "tensorboard")) as writer:
+            writer.add_figure("plane/contours", fig, 0, close=False)
+    from landscape_pl.plots import plt
+
+    plt.close(fig)
+    print(f"wrote {target / 'plane.csv'}, plane.json and plane.png")
+    return summary
+
