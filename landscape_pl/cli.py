@@ -22,6 +22,10 @@ LIGHTNING = ("fit", "validate", "test", "predict")
 COMMANDS = {
     "interpolate": ("landscape_pl.commands.interpolate:interpolate", "evaluate the straight line between two networks"),
     "demo": ("landscape_pl.commands.demo:demo", "the main job: two digits endpoints and the line between them"),
+    "trajectory": ("landscape_pl.commands.trajectory:trajectory", "PCA and distances of recorded training trajectories"),
+    "trajectory-experiment": ("landscape_pl.commands.trajectory:trajectory_experiment", "train and report one of the trajectory paper's experiments"),
+    "mli": ("landscape_pl.commands.mli:mli", "monotonic linear interpolation from init: all/weights/biases, plateau, bias spread"),
+    "plane": ("landscape_pl.commands.plane:plane", "loss and accuracy on the plane through three networks, or random directions"),
     "connect": ("landscape_pl.commands.connect:connect", "Dynamic String Sampling: a string of trained beads below a loss threshold"),
     "sweep": ("landscape_pl.commands.sweep:sweep", "DSS over thresholds x model pairs: mean normalized length and bead count vs L0"),
 }
