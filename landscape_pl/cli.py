@@ -12,16 +12,20 @@ import json
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
-from landscape_pl.errors import LandscapeError
+from landscape_pl.errors import LandscapeError, user_error
 
 LIGHTNING = ("fit", "validate", "test", "predict")
 # name -> "module:function"; imported only when called, so `--help` stays fast.
 COMMANDS = {
     "interpolate": ("landscape_pl.commands.interpolate:interpolate", "evaluate the straight line between two networks"),
     "demo": ("landscape_pl.commands.demo:demo", "the main job: two digits endpoints and the line between them"),
+    "curve": ("landscape_pl.commands.curve:curve", "evaluate a trained curve (fit with CurveModule) on a grid of t, BatchNorm recomputed"),
+    "curve-point": ("landscape_pl.commands.curve:curve_point", "export one point of a trained curve as an endpoint checkpoint"),
+    "curve-ensembles": ("landscape_pl.commands.curve:curve_ensembles", "ensembles along a curve vs independent checkpoints: a table"),
     "trajectory": ("landscape_pl.commands.trajectory:trajectory", "PCA and distances of recorded training trajectories"),
     "trajectory-experiment": ("landscape_pl.commands.trajectory:trajectory_experiment", "train and report one of the trajectory paper's experiments"),
     "mli": ("landscape_pl.commands.mli:mli", "monotonic linear interpolation from init: all/weights/biases, plateau, bias spread"),
@@ -44,6 +48,23 @@ class LandscapeCLI(LightningCLI):
             args=args,
             run=run,
         )
+
+    def before_fit(self) -> None:
+        """``--ckpt_path last`` continues the latest run in place: same log version, same checkpoint folder.
+
+        Lightning alone would open a new ``version_N`` whose checkpoint folder is empty and train from scratch.
+        """
+        if self.config_init[self.subcommand].get("ckpt_path") != "last":
+            return
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        logger = self.trainer.logger
+        if not isinstance(logger, TensorBoardLogger) or logger._version is not None:
+            return
+        runs = sorted(Path(logger.root_dir).glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not runs:
+            raise LandscapeError(f"--ckpt_path last: no checkpoints/last.ckpt under {logger.root_dir}/version_*; nothing to resume")
+        logger._version = runs[-1].parent.parent.name
 
 
 def catalogue() -> str:
@@ -104,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             with warnings.catch_warnings():  # we pass sys.argv on purpose, amended
                 warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
                 LandscapeCLI(args=model_from_checkpoint(argv))
-    except LandscapeError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:
+        cause = user_error(err)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
         raise SystemExit(2) from None

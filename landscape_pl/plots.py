@@ -29,7 +29,8 @@ def path_figure(rows: Sequence[Row], title: str = "", x_label: str = "t") -> plt
         ax.set_xlabel(x_label)
         ax.set_ylabel(name)
         ax.legend()
-    axes[0, 0].set_yscale("log" if all(r.loss > 0 for r in rows if r.finite) else "linear")
+    finite = [r.loss for r in rows if r.finite]
+    axes[0, 0].set_yscale("log" if finite and min(finite) > 0 else "linear")  # no finite point: nothing to log-scale
     fig.suptitle(title)
     fig.tight_layout()
     return fig
