@@ -26,15 +26,14 @@ COMMANDS = {
     "curve": ("landscape_pl.commands.curve:curve", "evaluate a trained curve (fit with CurveModule) on a grid of t, BatchNorm recomputed"),
     "curve-point": ("landscape_pl.commands.curve:curve_point", "export one point of a trained curve as an endpoint checkpoint"),
     "curve-ensembles": ("landscape_pl.commands.curve:curve_ensembles", "ensembles along a curve vs independent checkpoints: a table"),
-    "curve": ("landscape_pl.commands.curve:curve", "evaluate a trained curve (fit with CurveModule) on a grid of t, BatchNorm recomputed"),
-    "curve-point": ("landscape_pl.commands.curve:curve_point", "export one point of a trained curve as an endpoint checkpoint"),
-    "curve-ensembles": ("landscape_pl.commands.curve:curve_ensembles", "ensembles along a curve vs independent checkpoints: a table"),
     "trajectory": ("landscape_pl.commands.trajectory:trajectory", "PCA and distances of recorded training trajectories"),
     "trajectory-experiment": ("landscape_pl.commands.trajectory:trajectory_experiment", "train and report one of the trajectory paper's experiments"),
     "mli": ("landscape_pl.commands.mli:mli", "monotonic linear interpolation from init: all/weights/biases, plateau, bias spread"),
     "plane": ("landscape_pl.commands.plane:plane", "loss and accuracy on the plane through three networks, or random directions"),
     "connect": ("landscape_pl.commands.connect:connect", "Dynamic String Sampling: a string of trained beads below a loss threshold"),
     "sweep": ("landscape_pl.commands.sweep:sweep", "DSS over thresholds x model pairs: mean normalized length and bead count vs L0"),
+    "align": ("landscape_pl.commands.align:align", "permute the end network's units to match the start's (activations or weights); report"),
+    "signature": ("landscape_pl.commands.signature:signature", "correlation signature between a midpoint (linear, or a curve's) and each endpoint"),
 }
 
 
@@ -47,7 +46,7 @@ class LandscapeCLI(LightningCLI):
             subclass_mode_data=True,
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"description": catalogue()},
+            parser_kwargs={name: {"description": catalogue()} for name in LIGHTNING},  # shown by `fit --help` etc.
             args=args,
             run=run,
         )
