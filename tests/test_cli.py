@@ -1,0 +1,132 @@
+"""The one command line: Lightning's subcommands, help, configs, resuming."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import CONFIGS, fit
+
+from landscape_pl.data import DigitsDataModule
+from landscape_pl.cli import LandscapeCLI, main, model_from_checkpoint
+from landscape_pl.io import read_checkpoint
+
+DIGITS = ["--data", "landscape_pl.data.DigitsDataModule"]
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.logger=false"]
+ALL_CONFIGS = sorted(CONFIGS.glob("*/*.yaml"))
+
+
+def cli(*argv: str) -> LandscapeCLI:
+    return LandscapeCLI(args=model_from_checkpoint(list(argv)))
+
+
+def test_help_lists_commands_models_and_data(capsys):
+    main(["--help"])
+    out = capsys.readouterr().out
+    for name in ("fit", "validate", "test", "predict", "interpolate", "demo"):
+        assert f"  {name} " in out
+    for name in ("MLP", "SimpleCNN", "TinySix", "TinyTen", "VGG16BN", "ResNet", "DigitsDataModule",
+                 "VisionDataModule", "PolynomialDataModule", "CyclicPermutationDataModule", "EndpointModule"):
+        assert name in out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "landscape_pl.models.TinyTen" in out and "landscape_pl.data.VisionDataModule" in out and "--ckpt_path" in out
+
+
+def command_of(config: Path) -> str:
+    """The subcommand a config is for: the one its usage comment names, else ``fit``."""
+    usage = re.search(r"python -m landscape_pl ([\w-]+) .*--config", config.read_text())
+    return usage.group(1) if usage else "fit"
+
+
+@pytest.mark.parametrize("config", ALL_CONFIGS, ids=[f"{p.parent.name}/{p.name}" for p in ALL_CONFIGS])
+def test_every_config_parses(config, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command_of(config), "--config", str(config), "--print_config"])
+    assert exit_info.value.code == 0
+    printed, source = yaml.safe_load(capsys.readouterr().out), yaml.safe_load(config.read_text())
+    for key, value in source.items():  # every top-level choice survives parsing
+        if isinstance(value, dict) and "class_path" in value:
+            assert printed[key]["class_path"].endswith(value["class_path"].split(".")[-1]), key
+        elif not isinstance(value, (dict, list)):
+            assert printed[key] == value, key
+
+
+def test_cifar_recipe_is_the_papers(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(CONFIGS / "cifar10" / "tinyten.yaml"), "--print_config"])
+    model = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
+    optimizer, schedule = model["optimizer"], model["lr_scheduler"]
+    assert optimizer["class_path"] == "torch.optim.SGD"
+    assert {k: optimizer["init_args"][k] for k in ("lr", "momentum", "weight_decay")} == {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}
+    assert schedule["class_path"] == "torch.optim.lr_scheduler.StepLR"
+    assert {k: schedule["init_args"][k] for k in ("step_size", "gamma")} == {"step_size": 20, "gamma": 0.5}
+
+
+# The digits endpoint recipes (curve configs need trained endpoints and are their module's to test).
+DIGITS_CONFIGS = [p for p in sorted((CONFIGS / "digits").glob("*.yaml"))
+                  if "EndpointModule" in yaml.safe_load(p.read_text())["model"]["class_path"]]
+
+
+@pytest.mark.parametrize("config", DIGITS_CONFIGS, ids=[p.name for p in DIGITS_CONFIGS])
+def test_digits_configs_run_one_epoch(config, tmp_path):
+    run = fit(config, tmp_path, 1, 1, "--trainer.limit_train_batches=4")
+    last = read_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert (last["epoch"], last["global_step"]) == (1, 4)
+    assert read_checkpoint(run / "checkpoints" / "init.ckpt")["global_step"] == 0
+    assert (run / "config.yaml").is_file() and list(run.glob("events.out.tfevents.*"))
+
+
+def test_fit_resumes_from_last(digits_endpoints, tmp_path):
+    """One epoch, interrupted, then ``--ckpt_path last`` to two: the same run folder, the initialization
+    kept, and exactly the weights of the uninterrupted two-epoch run (seed 1) of the fixture."""
+    run = fit(digits_endpoints.config, tmp_path, 1, 1)
+    init_bytes = (run / "checkpoints" / "init.ckpt").read_bytes()
+    resumed = fit(digits_endpoints.config, tmp_path, 1, 2, "--ckpt_path", "last")
+    assert resumed == run
+    assert (run / "checkpoints" / "init.ckpt").read_bytes() == init_bytes
+    last, reference = read_checkpoint(run / "checkpoints" / "last.ckpt"), read_checkpoint(digits_endpoints.a)
+    assert (last["epoch"], last["global_step"]) == (reference["epoch"], reference["global_step"]) == (2, 46)
+    for name, value in reference["state_dict"].items():
+        assert torch.equal(last["state_dict"][name], value), name
+
+
+def test_resume_without_a_run_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(CONFIGS / "digits" / "mlp.yaml"), f"--trainer.default_root_dir={tmp_path}",
+              "--ckpt_path", "last"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "nothing to resume" in err and str(tmp_path) in err and "Traceback" not in err
+
+
+def test_validate_test_predict_from_a_checkpoint(digits_endpoints):
+    ckpt = str(digits_endpoints.a)
+    validated = cli("validate", "--ckpt_path", ckpt, *DIGITS, *QUIET).trainer.callback_metrics
+    tested = cli("test", "--ckpt_path", ckpt, *DIGITS, *QUIET).trainer.callback_metrics
+    assert float(tested["test/loss"]) == pytest.approx(float(validated["val/loss"]), rel=1e-6)
+    assert float(tested["test/accuracy"]) == float(validated["val/accuracy"]) > 0.5
+    predicted = cli("predict", "--ckpt_path", ckpt, *DIGITS, *QUIET).trainer.predict_loop.predictions
+    logits = torch.cat(predicted)
+    labels = torch.cat([y for _, y in DigitsDataModule().eval_dataloader("test")])
+    assert logits.shape == (len(labels), 10) == (359, 10)
+    assert (logits.argmax(1) == labels).float().mean().item() == pytest.approx(float(validated["val/accuracy"]))
+
+
+def test_validate_through_main_prints_metrics(digits_endpoints, capsys):
+    main(["validate", "--ckpt_path", str(digits_endpoints.b), *DIGITS, *QUIET])
+    out = capsys.readouterr().out
+    assert "val/loss" in out and "val/accuracy" in out
+
+
+def test_training_logs_loss_accuracy_and_learning_rate(digits_endpoints):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = Path(digits_endpoints.run_a).glob("events.out.tfevents.*")
+    tags = set(EventAccumulator(str(events)).Reload().Tags()["scalars"])
+    assert {"train/loss_step", "train/loss_epoch", "train/accuracy_epoch", "val/loss", "val/accuracy", "lr"} <= tags
