@@ -93,9 +93,9 @@ def filter_normalized(state: StateDict, generator: torch.Generator) -> dict[str,
             continue
         noise = torch.randn(value.shape, generator=generator, dtype=torch.float32)
         weights = value.detach().float()
-        dims = tuple(range(1, value.dim()))
-        scale = weights.norm(dim=dims, keepdim=True) / noise.norm(dim=dims, keepdim=True).clamp_min(1e-12)
-        direction[name] = noise * scale
+        filters = len(value)
+        scale = weights.reshape(filters, -1).norm(dim=1) / noise.reshape(filters, -1).norm(dim=1).clamp_min(1e-12)
+        direction[name] = noise * scale.view(filters, *[1] * (value.dim() - 1))
     return direction
 
 
