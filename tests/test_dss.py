@@ -82,6 +82,15 @@ def test_swapped_neurons_are_not_connected_within_budget(cyclic):
     assert max(summary["segment_max_loss"]) > 0.1
 
 
+def test_end_permutation_is_the_explicit_swap(cyclic, capsys):
+    out = cyclic["root"] / "permuted"
+    error_of(capsys, "--start", str(cyclic["base"]), "--end_permutation", '{"layers.1": [1, 0, 2]}', "--threshold", "1e-9",
+             "--data", CYCLIC, "--out", str(out))  # stops at the ends-above-L0 check, after writing the permuted end
+    permuted = load_network(out / "ends" / "permuted.ckpt").network.state_dict()
+    swapped = load_network(cyclic["swapped"]).network.state_dict()
+    assert all(torch.equal(permuted[k], swapped[k]) for k in swapped)
+
+
 def test_perturbed_retrained_copy_connects(cyclic):
     out = cyclic["root"] / "perturbed_string"
     summary = connect("--start", str(cyclic["base"]), "--end", str(cyclic["perturbed"]), "--out", str(out), *CYCLIC_ARGS, max_beads=4)

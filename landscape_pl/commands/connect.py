@@ -39,16 +39,34 @@ def check_settings(threshold: float, alpha: float, points: int, budgets: dict[st
             raise LandscapeError(f"{name}={value}: a budget of {value} leaves nothing to search with; give a positive number")
 
 
-def resolve_ends(start: str | None, end: str | None, config: str | None, seeds: tuple[int, int], epochs: int | None, out: Path) -> tuple[str, str]:
-    """The two end checkpoints: given, or trained here from ``config`` with two seeds."""
-    if start and end:
-        return start, end
+def resolve_ends(start: str | None, end: str | None, config: str | None, seeds: tuple[int, int], epochs: int | None,
+                 out: Path, end_permutation: dict[str, list[int]] | None = None) -> tuple[str, str]:
+    """The two end checkpoints: given, trained here from ``config`` (one per seed), or the start with permuted units."""
+    if end_permutation is not None and end is not None:
+        raise LandscapeError("give either --end or --end_permutation (the end is then the start with its units permuted), not both")
+    if start and (end or end_permutation is not None):
+        return start, end or permuted_copy(start, end_permutation, out / "ends" / "permuted.ckpt")
+    if start or end:
+        raise LandscapeError("give both --start and --end (or --end_permutation), or neither: both are then trained from --endpoint_config")
     if config is None:
         raise LandscapeError("give both --start and --end checkpoints, or --endpoint_config (a fit config) to train them from --seeds")
     from landscape_pl.commands.demo import find_config, train_endpoint
 
     path = find_config(config)
-    return tuple(str(train_endpoint(path, out / "ends" / f"seed{seed}", seed, epochs)) for seed in seeds)
+    start = str(train_endpoint(path, out / "ends" / f"seed{seeds[0]}", seeds[0], epochs))
+    if end_permutation is not None:
+        return resolve_ends(start, None, None, seeds, epochs, out, end_permutation)
+    return start, str(train_endpoint(path, out / "ends" / f"seed{seeds[1]}", seeds[1], epochs))
+
+
+def permuted_copy(start: str, permutation: dict[str, list[int]], path: Path) -> str:
+    """The start network with units permuted (appendix D: two hidden neurons swapped): the same function."""
+    from landscape_pl.io import save_network
+    from landscape_pl.symmetry import from_lists, permute_network, spec_of
+
+    loaded = load_network(start)
+    network = permute_network(loaded.network, spec_of(loaded.network), from_lists(permutation))
+    return str(save_network(network, path, loaded.task, loaded.spec))
 
 
 def load_ends(start: str, end: str):
@@ -68,6 +86,7 @@ def connect(
     endpoint_config: str | None = None,
     seeds: tuple[int, int] = (1, 2),
     epochs: int | None = None,
+    end_permutation: dict[str, list[int]] | None = None,
     train_ends: bool = False,
     algorithm: Literal["greedy", "constrained"] = "greedy",
     alpha: float = 0.8,
@@ -99,6 +118,7 @@ def connect(
         endpoint_config: endpoint (fit) config to train both ends from ``seeds`` when no start/end is given.
         seeds: initialization and data-order seeds of the two ends trained from ``endpoint_config``.
         epochs: override the config's max_epochs for the ends.
+        end_permutation: instead of ``end``, the start with its units permuted, e.g. ``{"layers.1": [1, 0, 2]}``.
         train_ends: train ends that are above L0 down to alpha * L0 first (otherwise that is an error).
         algorithm: "greedy" (algorithm 1, depth first) or "constrained" (appendix A, breadth first).
         alpha: beads are trained until their loss is below alpha * L0.
@@ -128,12 +148,12 @@ def connect(
     }))
     string = open_string(folder, fixed)
     if string is None:
-        start, end = resolve_ends(start, end, endpoint_config, seeds, epochs, folder)
-    elif start is not None and [start, end] != string.settings["ends"]:
+        start, end = resolve_ends(start, end, endpoint_config, seeds, epochs, folder, end_permutation)
+    elif start is not None and end is not None and [start, end] != string.settings["ends"]:
         raise LandscapeError(f"{folder} holds a string between {string.settings['ends']}, not {[start, end]}; pick another --out")
     else:
         start, end = string.settings["ends"]
-    datamodule = resolve_data(data, end)
+    datamodule = resolve_data(data, start)
     ts = t_grid(0.0, 1.0, points)
     if string is None:
         a, b = load_ends(start, end)
