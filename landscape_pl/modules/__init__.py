@@ -2,5 +2,6 @@
 
 from landscape_pl.modules.curve import CurveModule
 from landscape_pl.modules.endpoint import EndpointModule
+from landscape_pl.modules.pam import PAMModule
 
-__all__ = ["CurveModule", "EndpointModule"]
+__all__ = ["CurveModule", "EndpointModule", "PAMModule"]
