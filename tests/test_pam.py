@@ -67,12 +67,12 @@ class PermutationCheck(L.Callback):
             return
         x = torch.rand(16, 64, generator=torch.Generator().manual_seed(0))
         hard = {}
-        for group, p in zip(module.spec.groups, module.perms):
+        for group, p in zip(module.permutation_spec.groups, module.perms):
             assert set(p.detach().unique().tolist()) <= {0.0, 1.0}
             assert torch.equal(p.sum(0), torch.ones(group.size)) and torch.equal(p.sum(1), torch.ones(group.size))
             hard[group.name] = p.detach().argmax(1)
             assert torch.equal(as_matrix(hard[group.name]), p.detach())
-        expected = permute_network(module.end_network, module.spec, hard).eval()(x)
+        expected = permute_network(module.end_network, module.permutation_spec, hard).eval()(x)
         network = load_network(module.hparams.start).network.eval()
         network.load_state_dict(module.anchors.unflatten(module.permuted_end().detach()), strict=False)
         assert torch.allclose(network(x), expected, atol=1e-5)

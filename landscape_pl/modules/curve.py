@@ -258,8 +258,14 @@ def curve_rows(path: str) -> torch.Tensor:
     return rows
 
 
-def load_curve(path: str) -> CurveModule:
-    """A trained CurveModule from its checkpoint (its endpoint files must still be where training found them)."""
-    if not is_curve(read_checkpoint(path)):
-        raise LandscapeError(f"{path!r} is not a curve checkpoint (written by fit with {CURVE_CLASS})")
-    return CurveModule.load_from_checkpoint(path, map_location="cpu")
+def load_curve(path: str) -> L.LightningModule:
+    """A trained CurveModule or PAMModule from its checkpoint (its endpoint files must still be where
+    training found them); both offer ``evaluation_path()``, ``task``, ``spec`` and ``slots``."""
+    checkpoint = read_checkpoint(path)
+    if is_curve(checkpoint):
+        return CurveModule.load_from_checkpoint(path, map_location="cpu")
+    if "pam_history" in checkpoint:
+        from landscape_pl.modules.pam import PAMModule
+
+        return PAMModule.load_from_checkpoint(path, map_location="cpu")
+    raise LandscapeError(f"{path!r} is not a curve checkpoint (written by fit with {CURVE_CLASS} or PAMModule)")

@@ -105,7 +105,8 @@ class PAMModule(L.LightningModule):
         a, b = load_network(start), load_network(end)
         if a.spec != b.spec:
             raise LandscapeError(f"start {start!r} and end {end!r} have different network specs: {a.spec} vs {b.spec}")
-        self.spec = spec_of(a.network)  # raises, saying how to declare one, when there is none
+        self.spec = a.spec  # the network's spec, as CurveModule has it (exports use it)
+        self.permutation_spec = spec_of(a.network)  # raises, saying how to declare one, when there is none
         self.task = get_task(task or a.task)
         self.hparams["task"] = self.task.name
         params = lambda net: {n: p.detach() for n, p in net.named_parameters()}  # noqa: E731
@@ -114,8 +115,8 @@ class PAMModule(L.LightningModule):
         self.register_buffer("end_theta", anchors.matrix[1].clone())
         self.offset = nn.Parameter(torch.zeros_like(anchors.matrix[0]))
         self.register_buffer("offset_center", torch.zeros_like(anchors.matrix[0]))
-        self.perms = nn.ParameterList([nn.Parameter(torch.eye(g.size)) for g in self.spec.groups])
-        for i, group in enumerate(self.spec.groups):
+        self.perms = nn.ParameterList([nn.Parameter(torch.eye(g.size)) for g in self.permutation_spec.groups])
+        for i, group in enumerate(self.permutation_spec.groups):
             self.register_buffer(f"center_{i}", torch.eye(group.size))
         anchors.matrix = None
         self.__dict__.update(anchors=anchors, network=a.network, end_network=b.network,
@@ -124,11 +125,11 @@ class PAMModule(L.LightningModule):
 
     # -- the curve ------------------------------------------------------------------------------
     def permutations(self) -> dict[str, torch.Tensor]:
-        return {g.name: p for g, p in zip(self.spec.groups, self.perms)}
+        return {g.name: p for g, p in zip(self.permutation_spec.groups, self.perms)}
 
     def permuted_end(self) -> torch.Tensor:
         """Pθ2 as a flat vector, differentiable in the (soft) permutation matrices."""
-        state = permute(self.anchors.unflatten(self.end_theta), self.spec, self.permutations())
+        state = permute(self.anchors.unflatten(self.end_theta), self.permutation_spec, self.permutations())
         return torch.cat([state[n].reshape(-1) for n in self.anchors.names])
 
     def fixed_end(self) -> torch.Tensor:
@@ -156,7 +157,7 @@ class PAMModule(L.LightningModule):
     def permuted_end_network(self) -> nn.Module:
         """θ2 with the current (rounded) permutation applied to every entry, BatchNorm statistics included."""
         hard = {name: assign(p.detach().cpu()) for name, p in self.permutations().items()}
-        state = permute(self.end_network.state_dict(), self.spec, hard)
+        state = permute(self.end_network.state_dict(), self.permutation_spec, hard)
         network = load_network(self.hparams.start).network
         network.load_state_dict(state)
         return network
@@ -186,13 +187,14 @@ class PAMModule(L.LightningModule):
         if choice in ("activation", "weight"):
             loader = self.trainer.datamodule.eval_dataloader("train")
             batches = list(islice(loader, max(1, round(self.hparams.alignment_fraction * len(loader)))))
-            found = find_permutation(self.network, self.end_network, choice, batches, self.spec)
+            found = find_permutation(self.network, self.end_network, choice, batches, self.permutation_spec)
         elif Path(choice).is_file():
-            found = from_lists(json.loads(Path(choice).read_text()))
+            saved = json.loads(Path(choice).read_text())
+            found = from_lists(saved.get("permutation", saved))
         else:
             raise LandscapeError(f"init_permutation={choice!r}: use identity, activation, weight or a permutation.json path")
         with torch.no_grad():
-            for group, p in zip(self.spec.groups, self.perms):
+            for group, p in zip(self.permutation_spec.groups, self.perms):
                 p.copy_(as_matrix(found[group.name]))
 
     def on_train_epoch_start(self) -> None:
@@ -307,7 +309,10 @@ class PAMModule(L.LightningModule):
         return [permutation, curve]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The objective history, and the last epoch's training loss (the paper's Table 5), as CurveModule."""
         checkpoint["pam_history"] = self.history
+        loss = self.trainer.callback_metrics.get("train/loss_epoch")
+        checkpoint["training_loss"] = None if loss is None else float(loss)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.__dict__["history"] = list(checkpoint.get("pam_history", []))
