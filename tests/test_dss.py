@@ -242,6 +242,12 @@ def test_ends_of_different_architectures_are_refused(cyclic, capsys):
     assert "different architectures" in err and "wide.ckpt" in err
 
 
+def test_identical_ends_are_refused(cyclic, capsys):
+    err = error_of(capsys, "--start", str(cyclic["base"]), "--end", str(cyclic["base"]), "--threshold", "1", "--data", CYCLIC,
+                   "--out", str(cyclic["root"] / "same"))
+    assert "are the same network" in err
+
+
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("--threshold", "0", "threshold=0.0"), ("--threshold", "-1", "threshold=-1.0"),
     ("--max_beads", "0", "max_beads=0"), ("--max_steps", "0", "max_steps=0"), ("--max_depth", "0", "max_depth=0"),

@@ -73,8 +73,26 @@ def load_ends(start: str, end: str):
     a, b = load_network(start), load_network(end)
     if a.spec != b.spec:
         raise LandscapeError(f"{start} and {end} are different architectures: {a.spec} vs {b.spec}")
-    Anchors([a.network.state_dict(), b.network.state_dict()], [start, end])
+    anchors = Anchors([a.network.state_dict(), b.network.state_dict()], [start, end])
+    if torch.equal(anchors.matrix[0], anchors.matrix[1]):
+        raise LandscapeError(f"{start} and {end} are the same network: there is nothing to connect")
     return a, b
+
+
+def end_loss(path: str, network, probe: Probe, threshold: float, train_ends: bool, train) -> float:
+    """An end's loss, which must be below L0; with ``train_ends`` an end above it is trained first (``train(network)``)."""
+    loss = probe.loss(network)
+    if loss <= threshold:
+        return loss
+    if not train_ends:
+        raise LandscapeError(
+            f"{path} has loss {loss:.4g}, above threshold L0={threshold}: both ends must be below L0. "
+            "Train them first: pass --train_ends true (trains each end to alpha * L0), or raise --threshold"
+        )
+    steps, loss = train(network)
+    if loss > threshold:
+        raise LandscapeError(f"{path}: training it for {steps} steps left its loss at {loss:.4g} > L0={threshold}; raise --bead_steps or --threshold")
+    return loss
 
 
 def connect(
@@ -158,21 +176,11 @@ def connect(
     if string is None:
         a, b = load_ends(start, end)
         probe = Probe(datamodule, split, build(a.spec), ts)
-        ends = [a.network, b.network]
-        losses = [probe.loss(n) for n in ends]
-        for index, (path, network) in enumerate(zip((start, end), ends)):
-            if losses[index] <= threshold:
-                continue
-            if not train_ends:
-                raise LandscapeError(
-                    f"{path} has {split} loss {losses[index]:.4g}, above threshold L0={threshold}: both ends must be below L0. "
-                    "Train them first: pass --train_ends true (trains each end to alpha * L0), or raise --threshold"
-                )
-            _, losses[index] = train_bead(network, datamodule, a.task, optimizer, probe.loss, alpha * threshold, bead_steps,
-                                          check_every, seed + 1_000_000 + index, folder / "training", accelerator)
-            if losses[index] > threshold:
-                raise LandscapeError(f"{path}: training it for {bead_steps} steps left its loss at {losses[index]:.4g} > L0={threshold}; raise --bead_steps or --threshold")
-        string = BeadString.create(folder, fixed | {"ends": [start, end]}, ends, losses, a.spec, a.task)
+        ends = [(start, a.network), (end, b.network)]
+        losses = [end_loss(path, network, probe, threshold, train_ends, lambda net, i=i: train_bead(
+            net, datamodule, a.task, optimizer, probe.loss, alpha * threshold, bead_steps, check_every,
+            seed + 1_000_000 + i, folder / "training", accelerator)) for i, (path, network) in enumerate(ends)]
+        string = BeadString.create(folder, fixed | {"ends": [start, end]}, [a.network, b.network], losses, a.spec, a.task)
     else:
         probe = Probe(datamodule, split, build(string.spec), ts)
     bar = tqdm(total=max_beads, initial=string.interior, desc="beads", disable=not progress, leave=False)
