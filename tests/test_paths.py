@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from itertools import islice
 
+import numpy as np
 import pytest
 import torch
 from torch.optim.swa_utils import update_bn
 
+from landscape_pl.analysis import plateau_length, summarize_profile
 from landscape_pl.cli import LandscapeCLI, main, model_from_checkpoint
 from landscape_pl.data import DigitsDataModule
 from landscape_pl.io import load_network, read_path_csv, save_network
-from landscape_pl.paths import Evaluation, evaluate, line, recompute_batchnorm
+from landscape_pl.paths import Evaluation, Row, evaluate, line, recompute_batchnorm
+from landscape_pl.reporting import path_summary
 from landscape_pl.tasks import get_task
 
 DIGITS = "landscape_pl.data.DigitsDataModule"
@@ -223,3 +227,46 @@ def test_missing_and_corrupt_checkpoints_name_the_file(digits_endpoints, tmp_pat
     corrupt.write_bytes(b"this is not a checkpoint")
     err = run_error(capsys, ["interpolate", "--start", str(digits_endpoints.a), "--end", str(corrupt), "--out", str(tmp_path)])
     assert str(corrupt) in err and "corrupt" in err
+
+
+# A profile with known answers: chord from L(0)=1 to L(1)=0.4 is 1 - 0.6 t; the bump at t=0.25 is 2 - 0.85.
+TS = [-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5]
+LOSSES = [3.0, 1.0, 2.0, 0.5, 0.8, 0.4, 5.0]
+ACCURACIES = [0.1, 0.9, 0.5, 0.95, 0.9, 0.97, 0.2]
+
+
+def test_profile_summary_known_answers():
+    summary = summarize_profile(TS, LOSSES, ACCURACIES)
+    assert summary == pytest.approx({
+        "points": 7, "nonfinite_t": [], "loss_start": 1.0, "loss_end": 0.4, "barrier": 1.15, "max_loss_0_1": 2.0,
+        "monotonic": False, "first_increase_t": 0.25, "local_minima_t": [0.0, 0.5, 1.0],
+        "min_accuracy_0_1": 0.5, "mean_accuracy_0_1": 0.844,
+    })
+
+
+def test_profile_monotonic_plateau_and_regression():
+    ts, losses = [0.0, 0.25, 0.5, 0.75, 1.0], [2.0, 2.0, 1.99, 1.0, 0.1]
+    summary = summarize_profile(ts, losses, [None] * 5)
+    assert summary["monotonic"] is True and summary["first_increase_t"] is None and summary["local_minima_t"] == []
+    assert summary["barrier"] == pytest.approx(1.99 - 1.05) and "min_accuracy_0_1" not in summary  # chord 2 - 1.9 t
+    assert plateau_length(np.array(ts), np.array(losses), 0.05) == 0.5
+    assert summarize_profile(ts, [2.0, 2.0, 2.01, 1.0, 0.1], [None] * 5, mli_tolerance=0.02)["monotonic"] is True
+    assert summarize_profile(ts, [2.0, 2.0, 2.01, 1.0, 0.1], [None] * 5)["first_increase_t"] == 0.5
+
+
+def test_profile_nonfinite_points_are_listed_not_used():
+    losses = [3.0, 1.0, math.nan, 0.5, 0.8, 0.4, math.inf]
+    summary = summarize_profile(TS, losses, ACCURACIES)
+    assert summary["nonfinite_t"] == [0.25, 1.5]
+    assert summary["barrier"] == pytest.approx(0.25) and summary["local_minima_t"] == [0.0, 0.5, 1.0]
+    assert summary["min_accuracy_0_1"] == 0.9  # t = 0.25's accuracy is not counted either
+
+
+def test_path_summary_per_split_and_warning():
+    rows = [Row(t, split, loss + (split == "test"), acc) for t, loss, acc in zip(TS, LOSSES, ACCURACIES) for split in ("train", "test")]
+    summary = path_summary(rows)
+    assert set(summary) == {"train", "test"}
+    assert summary["train"]["barrier"] == pytest.approx(1.15) and summary["test"]["barrier"] == pytest.approx(1.15)
+    assert summary["test"]["max_loss_0_1"] == 3.0
+    with pytest.warns(UserWarning, match=r"train: non-finite loss at t = \[0.5\]"):
+        path_summary([Row(0.0, "train", 1.0, None), Row(0.5, "train", math.nan, None), Row(1.0, "train", 1.0, None)])
