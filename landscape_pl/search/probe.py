@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 from landscape_pl.data.base import LandscapeDataModule
-from landscape_pl.paths import Evaluation, line
+from landscape_pl.paths import Evaluation, has_batchnorm, line
 from landscape_pl.search.string import Segment
 from landscape_pl.search.training import measure_with
 from landscape_pl.tasks import get_task
@@ -24,7 +25,9 @@ class Probe:
     def __init__(self, datamodule: LandscapeDataModule, split: str, scratch: nn.Module, ts: Sequence[float],
                  bn_batches: int | None = None, progress: bool = False) -> None:
         batches = list(datamodule.eval_dataloader(split))
-        bn_data = batches if split == "train" else list(datamodule.eval_dataloader("train"))
+        bn_data = None  # no per-point BatchNorm check for networks without BatchNorm (most DSS nets)
+        if has_batchnorm(scratch):
+            bn_data = batches if split == "train" else list(datamodule.eval_dataloader("train"))
         self.evaluation = Evaluation({split: batches}, get_task(datamodule.task), bn_data, bn_batches, progress)
         self.scratch, self.ts = scratch, list(ts)
         self.loss = measure_with(self.evaluation)
@@ -32,7 +35,8 @@ class Probe:
     def segment(self, left: dict, right: dict) -> Segment:
         """The interpolated loss (1 - t) θ_left + t θ_right on the grid."""
         path = line(left, right, labels=("left bead", "right bead"))
-        rows = self.evaluation.points(self.scratch, path.anchors.names, self.ts, path.point, desc="segment")
+        points = dict(zip(self.ts, path.anchors.combine(torch.tensor([[1 - t, t] for t in self.ts]))))  # one matmul
+        rows = self.evaluation.points(self.scratch, path.anchors.names, self.ts, points.__getitem__, desc="segment")
         return Segment(self.ts, [row.loss for row in rows])
 
     def between(self, left: dict, right: dict, t: float) -> dict:
