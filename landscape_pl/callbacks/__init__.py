@@ -1,5 +1,6 @@
 """Lightning callbacks: what a training run records besides its checkpoints."""
 
+from landscape_pl.callbacks.path_evaluation import PathEvaluation
 from landscape_pl.callbacks.trajectory import TrajectoryRecorder
 
-__all__ = ["TrajectoryRecorder"]
+__all__ = ["PathEvaluation", "TrajectoryRecorder"]
