@@ -17,6 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -30,6 +31,7 @@ from landscape_pl.paths import Evaluation, evaluate, recompute_batchnorm  # noqa
 from landscape_pl.tasks import get_task  # noqa: E402
 
 MODELS = {"tinyten": TinyTen, "vgg16bn": VGG16BN}
+warnings.filterwarnings("ignore", message=".*self.trainer.*")  # training_step's self.log outside a Trainer
 
 
 def endpoints(model: str, folder: Path) -> tuple[str, str]:

@@ -49,6 +49,12 @@ def load_endpoint(path: str, role: str) -> LoadedNetwork:
     return load_network(path)
 
 
+def roles(count: int, train_start: bool, train_end: bool) -> tuple[list[int], list[int]]:
+    """(trained, held) anchor indices: control points are trained, each end only if freed."""
+    trained = [k for k in range(count) if 0 < k < count - 1 or (k == 0 and train_start) or (k == count - 1 and train_end)]
+    return trained, [k for k in range(count) if k not in trained]
+
+
 def per_example_outputs(network: nn.Module, names: list[str], thetas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Outputs of the network at parameters ``thetas[g]`` (flat, anchor order) for inputs ``x[g]``, all g at once.
 
@@ -117,6 +123,9 @@ class CurveModule(L.LightningModule):
         anchors = Anchors([parameters_of(a.network), parameters_of(b.network)], (start, end))
         if a.spec != b.spec:
             raise LandscapeError(f"start {start!r} and end {end!r} have different network specs: {a.spec} vs {b.spec}")
+        if t_groups == -1 and any(isinstance(m, nn.BatchNorm1d) for m in a.network.modules()):
+            raise LandscapeError("t_groups=-1 (one t per example) normalizes each example alone, which BatchNorm1d "
+                                 "cannot do; use t_groups >= 2 (groups of examples share a t and their statistics)")
         self.spec, self.task = a.spec, get_task(task or a.task)
         self.hparams["task"] = self.task.name
         rows = torch.cat([anchors.matrix[:1], on_segment(anchors.matrix[0], anchors.matrix[1], count), anchors.matrix[1:]])
@@ -125,8 +134,7 @@ class CurveModule(L.LightningModule):
             if given.shape != rows.shape:
                 raise LandscapeError(f"init={init!r} has anchors of shape {tuple(given.shape)}; this curve needs {tuple(rows.shape)}")
             rows[1:-1] = given[1:-1]
-        self.trained = [k for k in range(len(rows)) if (k == 0 and train_start) or (k == len(rows) - 1 and train_end) or 0 < k < len(rows) - 1]
-        self.held = [k for k in range(len(rows)) if k not in self.trained]
+        self.trained, self.held = roles(len(rows), train_start, train_end)
         if not self.trained:
             raise LandscapeError("nothing to learn: a straight line (degree 1 / bends 0) with both ends fixed; free an end")
         self.free = nn.Parameter(rows[self.trained].clone())
@@ -251,8 +259,7 @@ def curve_rows(path: str) -> torch.Tensor:
         raise LandscapeError(f"{path!r} is not a curve checkpoint (written by fit with {CURVE_CLASS})")
     hparams, state = checkpoint["hyper_parameters"], checkpoint["state_dict"]
     count = control_count(hparams["curve"], hparams["degree"], hparams["bends"]) + 2
-    trained = [k for k in range(count) if (k == 0 and hparams["train_start"]) or (k == count - 1 and hparams["train_end"]) or 0 < k < count - 1]
-    held = [k for k in range(count) if k not in trained]
+    trained, held = roles(count, hparams["train_start"], hparams["train_end"])
     rows = state["free"].new_empty(count, state["free"].shape[1])
     rows[held], rows[trained] = state["fixed"], state["free"]
     return rows
