@@ -82,6 +82,14 @@ def test_swapped_neurons_are_not_connected_within_budget(cyclic):
     assert max(summary["segment_max_loss"]) > 0.1
 
 
+def test_step_budget_is_named_when_it_stops_a_bead(cyclic):
+    out = cyclic["root"] / "step_budget"
+    summary = connect("--start", str(cyclic["base"]), "--end", str(cyclic["swapped"]), "--out", str(out), *CYCLIC_ARGS, max_steps=40)
+    assert summary["verdict"] == NOT_CONNECTED
+    assert summary["training_steps"] == 40
+    assert summary["reason"].endswith("after 40 steps (training step budget spent (40 steps))")
+
+
 def test_end_permutation_is_the_explicit_swap(cyclic, capsys):
     out = cyclic["root"] / "permuted"
     error_of(capsys, "--start", str(cyclic["base"]), "--end_permutation", '{"layers.1": [1, 0, 2]}', "--threshold", "1e-9",

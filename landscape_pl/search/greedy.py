@@ -50,7 +50,9 @@ def greedy(job: Job) -> str | None:
     while True:
         stuck = [b for b in job.string.beads[1:-1] if b.loss > job.threshold]
         if stuck:
-            return f"bead {stuck[0].file} stayed above L0 (loss {stuck[0].loss:.4g}) after {stuck[0].steps} steps"
+            spent = budget_spent(job)
+            because = f" ({spent})" if spent and spent.startswith("training") else ""
+            return f"bead {stuck[0].file} stayed above L0 (loss {stuck[0].loss:.4g}) after {stuck[0].steps} steps{because}"
         index, too_deep = failing_segment(job)
         if index is None:
             return f"depth budget spent (depth {job.budget.depth})" if too_deep else None
