@@ -33,6 +33,7 @@ COMMANDS = {
     "connect": ("landscape_pl.commands.connect:connect", "Dynamic String Sampling: a string of trained beads below a loss threshold"),
     "sweep": ("landscape_pl.commands.sweep:sweep", "DSS over thresholds x model pairs: mean normalized length and bead count vs L0"),
     "align": ("landscape_pl.commands.align:align", "permute the end network's units to match the start's (activations or weights); report"),
+    "study": ("landscape_pl.commands.study:study", "the alignment study: endpoints, alignment, 4 curve classes, tables (resumable)"),
     "signature": ("landscape_pl.commands.signature:signature", "correlation signature between a midpoint (linear, or a curve's) and each endpoint"),
 }
 

@@ -56,3 +56,22 @@ def device(accelerator: str) -> torch.device:
     if accelerator == "gpu":
         accelerator = "cuda"
     return torch.device(accelerator)
+
+
+def fit_run(config: str | Path, root: str | Path, *overrides: str) -> Path:
+    """``fit`` through the CLI (as a user would) into ``root``; returns its last.ckpt.
+
+    A run that already has a last.ckpt is returned as it is: nothing finished is recomputed.
+    """
+    from landscape_pl.cli import LandscapeCLI
+
+    root = Path(root)
+    existing = sorted(root.glob("lightning_logs/version_*/checkpoints/last.ckpt"))
+    if existing:
+        return existing[-1]
+    LandscapeCLI(args=["fit", "--config", str(config), f"--trainer.default_root_dir={root}",
+                       "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", *overrides])
+    found = sorted(root.glob("lightning_logs/version_*/checkpoints/last.ckpt"))
+    if not found:
+        raise LandscapeError(f"fit of {config} wrote no last.ckpt under {root}: add a ModelCheckpoint with save_last: true")
+    return found[-1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from landscape_pl.commands.common import fit_run
 from landscape_pl.commands.interpolate import interpolate
 from landscape_pl.errors import LandscapeError
 
@@ -22,21 +23,6 @@ def find_config(config: str) -> Path:
         if candidate.is_file():
             return candidate
     raise LandscapeError(f"config {config!r} not found (looked in the current folder and {CONFIGS})")
-
-
-def train_endpoint(config: Path, root: Path, seed: int, epochs: int | None) -> Path:
-    """Fit one endpoint through the CLI (as a user would) unless its last checkpoint already exists."""
-    from landscape_pl.cli import LandscapeCLI
-
-    existing = sorted(root.glob("**/checkpoints/last.ckpt"))
-    if existing:
-        return existing[-1]
-    args = ["fit", "--config", str(config), f"--trainer.default_root_dir={root}", f"--seed_everything={seed}",
-            f"--model.init_args.init_seed={seed}", f"--data.init_args.data_seed={seed}", "--trainer.enable_progress_bar=false"]
-    if epochs is not None:
-        args.append(f"--trainer.max_epochs={epochs}")
-    LandscapeCLI(args=args)
-    return sorted(root.glob("**/checkpoints/last.ckpt"))[-1]
 
 
 def demo(
@@ -56,7 +42,10 @@ def demo(
         points: grid points of each path.
     """
     root, config_path = Path(out), find_config(config)
-    a, b = (train_endpoint(config_path, root / f"endpoint_seed{seed}", seed, epochs) for seed in seeds)
+    epochs_args = [] if epochs is None else [f"--trainer.max_epochs={epochs}"]
+    a, b = (fit_run(config_path, root / f"endpoint_seed{seed}", f"--seed_everything={seed}",
+                    f"--model.init_args.init_seed={seed}", f"--data.init_args.data_seed={seed}", *epochs_args)
+            for seed in seeds)
     line = interpolate(str(a), str(b), out=str(root / "line"), t_min=-1.0, t_max=2.0, points=points, progress=False)
     mli = interpolate("init", str(a), out=str(root / "mli"), t_min=0.0, t_max=1.0, points=points, progress=False)
     report = {"line": {k: line[k] for k in ("train", "test")}, "mli": {k: mli[k] for k in ("train", "test")}}

@@ -1,0 +1,107 @@
+"""The alignment paper's study as stages: endpoints, alignment, the four curve classes, evaluation,
+ensembles, and the report (Tables 2, 4 and 5, Figure 2).
+
+Curve classes (section 4.1): Unaligned (curve between θ1 and θ2), Aligned (between θ1 and the
+activation-aligned θ2), PAM Unaligned (PAM from P = I) and PAM Aligned (PAM from the alignment).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from landscape_pl.commands.common import fit_run
+from landscape_pl.study.runner import Stage
+
+CLASSES = ("unaligned", "aligned", "pam_unaligned", "pam_aligned")
+
+
+def last_checkpoint(run: Path) -> Path:
+    """Where a fresh fit into ``run`` leaves its last checkpoint."""
+    return run / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+def file_digest(path: str | Path) -> str:
+    """Content hash of a config, so editing the file reruns the stages that read it."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def alignment_stages(
+    root: Path,
+    endpoint_config: Path,
+    curve_config: Path,
+    pam_config: Path,
+    pairs: Sequence[tuple[int, int]],
+    classes: Sequence[str],
+    method: str,
+    endpoint_epochs: int | None,
+    curve_epochs: int | None,
+    pam_schedule: tuple[int, int, int] | None,
+    points: int,
+    ensemble_t: Sequence[Sequence[float]],
+    accelerator: str,
+) -> tuple[list[Stage], dict[tuple[str, int], Path]]:
+    """All stages in order, and where each (class, pair) evaluation writes its summary."""
+    from landscape_pl.commands.align import align
+    from landscape_pl.commands.curve import curve, curve_ensembles
+
+    stages: list[Stage] = []
+    endpoint: dict[int, Path] = {}
+    epochs = [] if endpoint_epochs is None else [f"--trainer.max_epochs={endpoint_epochs}"]
+    for seed in dict.fromkeys(s for pair in pairs for s in pair):
+        run = root / "endpoints" / f"seed{seed}"
+        endpoint[seed] = last_checkpoint(run)
+        args = (f"--seed_everything={seed}", f"--model.init_args.init_seed={seed}", f"--data.init_args.data_seed={seed}", *epochs)
+        stages.append(Stage(f"endpoint_seed{seed}", lambda run=run, args=args: fit_run(endpoint_config, run, *args),
+                            [run, endpoint[seed]], {"config": file_digest(endpoint_config), "args": args}))
+    evaluations: dict[tuple[str, int], Path] = {}
+    for i, (seed_a, seed_b) in enumerate(pairs):
+        a, b = endpoint[seed_a], endpoint[seed_b]
+        ends = [f"endpoint_seed{seed_a}", f"endpoint_seed{seed_b}"]
+        align_dir = root / "align" / f"pair{i}"
+        stages.append(Stage(
+            f"align_pair{i}",
+            lambda a=a, b=b, out=align_dir: align(str(a), str(b), out=str(out), method=method, points=points,
+                                                  accelerator=accelerator, progress=False),
+            [align_dir, align_dir / "aligned.ckpt", align_dir / "permutation.json"], {"method": method, "points": points},
+            inputs=[a, b], depends=ends))
+        for cls in classes:
+            run = root / "curves" / f"{cls}_pair{i}"
+            end = align_dir / "aligned.ckpt" if cls == "aligned" else b
+            overrides = [f"--model.init_args.start={a}", f"--model.init_args.end={end}"]
+            if cls.startswith("pam"):
+                config = pam_config
+                init = "identity" if cls == "pam_unaligned" else str(align_dir / "permutation.json")
+                overrides.append(f"--model.init_args.init_permutation={init}")
+                if pam_schedule is not None:
+                    iterations, permutation_epochs, curve_epochs_ = pam_schedule
+                    overrides += [f"--model.init_args.iterations={iterations}",
+                                  f"--model.init_args.permutation_epochs={permutation_epochs}",
+                                  f"--model.init_args.curve_epochs={curve_epochs_}",
+                                  f"--trainer.max_epochs={iterations * (permutation_epochs + curve_epochs_)}"]
+            else:
+                config = curve_config
+                overrides += [] if curve_epochs is None else [f"--trainer.max_epochs={curve_epochs}"]
+            ckpt = last_checkpoint(run)
+            stages.append(Stage(
+                f"curve_{cls}_pair{i}", lambda c=config, r=run, o=tuple(overrides): fit_run(c, r, *o),
+                [run, ckpt], {"config": file_digest(config), "overrides": overrides},
+                inputs=[a, end], depends=[*ends, f"align_pair{i}"]))
+            out = root / "evaluate" / f"{cls}_pair{i}"
+            evaluations[(cls, i)] = out / "summary.json"
+            stages.append(Stage(
+                f"evaluate_{cls}_pair{i}",
+                lambda ckpt=ckpt, out=out: curve(str(ckpt), out=str(out), points=points, accelerator=accelerator, progress=False),
+                [out, out / "summary.json", out / "path.csv"], {"points": points},
+                inputs=[ckpt], depends=[f"curve_{cls}_pair{i}"]))
+            if ensemble_t and cls in ("unaligned", "aligned"):
+                ens = root / "ensembles" / f"{cls}_pair{i}"
+                stages.append(Stage(
+                    f"ensembles_{cls}_pair{i}",
+                    lambda ckpt=ckpt, ens=ens, a=a, b=b: curve_ensembles(
+                        str(ckpt), t_sets=[list(map(float, ts)) for ts in ensemble_t], independent=[str(a), str(b)],
+                        out=str(ens), accelerator=accelerator),
+                    [ens, ens / "ensembles.csv"], {"t": [list(ts) for ts in ensemble_t]},
+                    inputs=[ckpt], depends=[f"curve_{cls}_pair{i}"]))
+    return stages, evaluations

@@ -1,0 +1,107 @@
+"""The comparison of curve classes over endpoint pairs: the alignment paper's Tables 2, 4, 5 and Figure 2."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from landscape_pl.io import read_path_csv, write_json
+
+# (column, heading, the paper's table), read from each evaluation's summary.json.
+METRICS = (
+    ("mean_accuracy", "mean test accuracy along the curve", "Table 2"),
+    ("min_accuracy", "minimum test accuracy along the curve", "Table 4"),
+    ("training_loss", "training loss at convergence", "Table 5"),
+)
+
+
+def metric(summary: dict, name: str, split: str) -> float:
+    if name == "training_loss":
+        value = summary.get("training_loss")
+        return float(summary["train"]["mean_loss"] if value is None else value)
+    return float(summary[split][name])
+
+
+def class_table(evaluations: Mapping[tuple[str, int], Path], split: str = "test") -> list[dict]:
+    """One row per curve class: mean and std over pairs of every metric."""
+    classes = list(dict.fromkeys(cls for cls, _ in evaluations))
+    rows = []
+    for cls in classes:
+        summaries = [json.loads(p.read_text()) for (c, _), p in evaluations.items() if c == cls]
+        row: dict = {"class": cls, "pairs": len(summaries)}
+        for name, _, _ in METRICS:
+            values = np.array([metric(s, name, split) for s in summaries])
+            row[name], row[f"{name}_std"] = float(values.mean()), float(values.std())
+        rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = []
+    for name, heading, table in METRICS:
+        percent = name != "training_loss"
+        lines += [f"### {table}: {heading} (mean ± std over pairs)", "", "| class | value |", "|---|---|"]
+        for row in rows:
+            scale = 100 if percent else 1
+            lines.append(f"| {row['class']} | {row[name] * scale:.2f} ± {row[f'{name}_std'] * scale:.2f}{' %' if percent else ''} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def verdict(rows: list[dict]) -> str:
+    """Whether aligned curves are at least as accurate along their length as unaligned ones, plainly."""
+    by_class = {row["class"]: row for row in rows}
+    if "aligned" not in by_class or "unaligned" not in by_class:
+        return "aligned and unaligned curves were not both trained: no comparison"
+    aligned, unaligned = by_class["aligned"]["mean_accuracy"], by_class["unaligned"]["mean_accuracy"]
+    if aligned >= unaligned:
+        return f"aligned curves are at least as accurate along their length as unaligned ones ({aligned:.2%} vs {unaligned:.2%})"
+    return f"on this data aligned curves are NOT as accurate along their length as unaligned ones ({aligned:.2%} vs {unaligned:.2%})"
+
+
+def accuracy_figure(evaluations: Mapping[tuple[str, int], Path], split: str = "test"):
+    """Figure 2: accuracy along the curve per class, mean over pairs with a band of ± one std."""
+    from landscape_pl.plots import plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for cls in dict.fromkeys(c for c, _ in evaluations):
+        profiles = []
+        for (c, _), summary in evaluations.items():
+            if c == cls:
+                rows = sorted((r for r in read_path_csv(summary.parent / "path.csv") if r.split == split), key=lambda r: r.key)
+                ts, profiles = [r.key for r in rows], profiles + [[r.accuracy for r in rows]]
+        values = np.array(profiles, dtype=float)
+        mean, std = values.mean(0), values.std(0)
+        ax.plot(ts, mean, label=cls)
+        ax.fill_between(ts, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("t")
+    ax.set_ylabel(f"{split} accuracy")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def write_report(evaluations: Mapping[tuple[str, int], Path], out: Path) -> dict:
+    """tables.csv, tables.md (with the verdict), accuracy_along_curve.png, report.json, and TensorBoard."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = class_table(evaluations)
+    with (out / "tables.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    said = verdict(rows)
+    (out / "tables.md").write_text(markdown(rows) + f"\n**Verdict:** {said}\n")
+    figure = accuracy_figure(evaluations)
+    figure.savefig(out / "accuracy_along_curve.png", dpi=120)
+    with SummaryWriter(str(out / "tensorboard")) as writer:
+        writer.add_figure("study/accuracy_along_curve", figure, 0, close=True)
+        writer.add_text("study/tables", markdown(rows) + f"\n\n{said}", 0)
+    report = {"classes": rows, "verdict": said}
+    write_json(report, out / "report.json")
+    return report
