@@ -19,7 +19,6 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -73,10 +73,10 @@ def test_bad_input_is_refused_with_its_reason(tmp_path, capsys):
     assert "no trajectory folder" in capsys.readouterr().err
 
 
-def fit(root: Path, epochs: int, *extra: str) -> None:
+def fit(root: Path, epochs: int, *extra: str, recorder: str = RECORDER) -> None:
     main(["fit", "--config", str(ROOT / "configs/digits/mlp.yaml"), f"--trainer.max_epochs={epochs}",
           f"--trainer.default_root_dir={root}", "--trainer.enable_progress_bar=false",
-          "--trainer.enable_model_summary=false", RECORDER, *extra])
+          "--trainer.enable_model_summary=false", recorder, *extra])
 
 
 def parameters(checkpoint: Path) -> np.ndarray:
@@ -107,6 +107,14 @@ def test_recording_reads_back_bit_exact_survives_interruption_and_resume_appends
     fit(tmp_path / "straight", 3)
     straight = SnapshotStore(tmp_path / "straight/lightning_logs/version_0/trajectory")
     assert np.array_equal(straight.read(3), resumed.read(3))
+
+
+def test_recording_every_n_steps_keeps_the_final_weights_too(tmp_path):
+    recorder = RECORDER.replace('"every_n_epochs":1', '"every_n_epochs":0,"every_n_steps":10,"dirpath":"%s"' % (tmp_path / "steps"))
+    fit(tmp_path / "run", 1, recorder=recorder)
+    store = SnapshotStore(tmp_path / "steps")
+    assert store.steps == [0, 10, 20, 23]  # 1437 digits in batches of 64: 23 steps; the last one off the schedule
+    assert np.array_equal(store.read(-1), parameters(tmp_path / "run/lightning_logs/version_0/checkpoints/last.ckpt"))
 
 
 def test_clone_experiment_runs_share_their_first_k_epochs_exactly(tmp_path):

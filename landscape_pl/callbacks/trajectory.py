@@ -101,12 +101,6 @@ class SnapshotStore:
                                          "the file was truncated or overwritten")
         return out
 
-    def state_dict(self, index: int) -> dict[str, torch.Tensor]:
-        """Snapshot ``index`` as named tensors, to load into a network of the recorded architecture."""
-        flat = torch.from_numpy(self.read(index))
-        sizes = [int(np.prod(s)) for s in self.shapes]
-        return {n: v.view(s) for n, v, s in zip(self.names, flat.split(sizes), self.shapes)}
-
 
 def write_index(folder: Path, meta: dict) -> None:
     """Replace the index atomically, so a reader never sees half of it."""
