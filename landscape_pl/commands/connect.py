@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from tqdm.auto import tqdm
 
-from landscape_pl.commands.common import resolve_data
+from landscape_pl.commands.common import fit_run, resolve_data
 from landscape_pl.commands.interpolate import t_grid
 from landscape_pl.data.base import LandscapeDataModule
 from landscape_pl.errors import LandscapeError
@@ -50,13 +50,19 @@ def resolve_ends(start: str | None, end: str | None, config: str | None, seeds: 
         raise LandscapeError("give both --start and --end (or --end_permutation), or neither: both are then trained from --endpoint_config")
     if config is None:
         raise LandscapeError("give both --start and --end checkpoints, or --endpoint_config (a fit config) to train them from --seeds")
-    from landscape_pl.commands.demo import find_config, train_endpoint
+    from landscape_pl.commands.demo import find_config
 
     path = find_config(config)
-    start = str(train_endpoint(path, out / "ends" / f"seed{seeds[0]}", seeds[0], epochs))
+    start = trained_end(path, out / "ends" / f"seed{seeds[0]}", seeds[0], epochs)
     if end_permutation is not None:
         return resolve_ends(start, None, None, seeds, epochs, out, end_permutation)
-    return start, str(train_endpoint(path, out / "ends" / f"seed{seeds[1]}", seeds[1], epochs))
+    return start, trained_end(path, out / "ends" / f"seed{seeds[1]}", seeds[1], epochs)
+
+
+def trained_end(config: Path, root: Path, seed: int, epochs: int | None) -> str:
+    """One end fitted through the CLI from ``seed`` (initialization and data order), or the one already there."""
+    overrides = [f"--seed_everything={seed}", f"--model.init_args.init_seed={seed}", f"--data.init_args.data_seed={seed}"]
+    return str(fit_run(config, root, *overrides, *([] if epochs is None else [f"--trainer.max_epochs={epochs}"])))
 
 
 def permuted_copy(start: str, permutation: dict[str, list[int]], path: Path) -> str:
