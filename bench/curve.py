@@ -1,7 +1,7 @@
 """Speed of learned curves against the plain network, measured side by side in one run (issue 10).
 
     python bench/curve.py                        # TinyTen, batch 128, CPU, random 32x32 data
-    python bench/curve.py --model vgg16bn --batch 32 --steps 2 --points 5 --repeats 3
+    python bench/curve.py --model vgg16bn --batch 32 --repeats 4 --points 11   # a few minutes on 2 cores
     python bench/curve.py --accuracy             # t-group choices: mean accuracy along digits curves
 
 Ratios (targets): curve step / endpoint step (<= 1.05); per-sample t with the default t-groups /
@@ -65,9 +65,10 @@ def median_ratios(variants: dict, pairs: list[tuple[str, str]], steps: int, repe
     for step in variants.values():  # warm-up
         step(0)
     times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(repeats):
-        for name, step in variants.items():
-            times[name].append(timed(step, steps))
+    names = list(variants)
+    for repeat in range(repeats):  # interleaved, the order rotated each repeat so no variant always runs first
+        for name in names[repeat % len(names):] + names[: repeat % len(names)]:
+            times[name].append(timed(variants[name], steps))
     for name, values in times.items():
         print(f"  {name:<34} median {statistics.median(values) / steps * 1000:8.1f} ms/step")
     return {f"{a} / {b}": statistics.median(x / y for x, y in zip(times[a], times[b])) for a, b in pairs}
@@ -140,12 +141,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=sorted(MODELS), default="tinyten")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=5, help="training steps per timed repeat")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=2, help="training steps per timed repeat")
+    parser.add_argument("--repeats", type=int, default=12)
     parser.add_argument("--groups", type=int, default=4, help="t-groups of the per-sample variant")
     parser.add_argument("--points", type=int, default=61)
-    parser.add_argument("--bn-batches", type=int, default=2, help="batches of the BatchNorm pass at each t")
+    parser.add_argument("--bn-batches", type=int, default=1, help="batches of the BatchNorm pass at each t")
     parser.add_argument("--eval-batches", type=int, default=1, help="batches of the evaluation pass at each t")
+    parser.add_argument("--eval-repeats", type=int, default=3, help="timed repeats of the evaluation comparison")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--accuracy", action="store_true", help="compare t-group choices on digits curves instead")
     parser.add_argument("--epochs", type=int, default=10, help="curve epochs of --accuracy")
@@ -159,7 +161,7 @@ def main() -> None:
         a, b = endpoints(args.model, Path(folder))
         ratios = training(args.model, a, b, args.batch, args.steps, args.repeats, args.groups)
         print(f"evaluation: {args.points} points, BatchNorm pass {args.bn_batches} batches + evaluation {args.eval_batches} batches of {args.batch}")
-        ratios |= evaluation(a, b, args.batch, args.points, args.bn_batches, args.eval_batches, 3)
+        ratios |= evaluation(a, b, args.batch, args.points, args.bn_batches, args.eval_batches, args.eval_repeats)
     for name, ratio in ratios.items():
         print(f"{name:<72} {ratio:.3f}")
 

@@ -178,9 +178,10 @@ class CurveModule(L.LightningModule):
         return self.ready_network(), self.path()
 
     # -- training ---------------------------------------------------------------------------
-    def draw_t(self, groups: int) -> torch.Tensor:
-        """Uniform t on [0, 1], from a generator keyed by (t_seed, step, rank): resumable, differs per rank."""
-        seed = (self.hparams.t_seed * 1_000_003 + self.global_step) * 1009 + self.global_rank
+    def draw_t(self, groups: int, batch_idx: int) -> torch.Tensor:
+        """Uniform t on [0, 1] from a generator keyed by (t_seed, step, batch, rank): resumable, differs per rank
+        and per accumulated batch."""
+        seed = hash((self.hparams.t_seed, self.global_step, batch_idx, self.global_rank)) & 0x7FFF_FFFF_FFFF_FFFF
         return torch.rand(groups, generator=torch.Generator().manual_seed(seed))
 
     def group_gradients(self, x: torch.Tensor, y: torch.Tensor, coefficients: torch.Tensor):
@@ -216,7 +217,7 @@ class CurveModule(L.LightningModule):
         network = self.ready_network()
         network.train()
         groups = len(y) if self.hparams.t_groups == -1 else min(self.hparams.t_groups, len(y))
-        coefficients = self.basis(self.draw_t(groups))
+        coefficients = self.basis(self.draw_t(groups, batch_idx))
         vmapped = self.hparams.t_groups == -1 or (self.hparams.vmap_groups and len(y) % groups == 0)
         grads, loss_sum, correct = (self.vmapped_gradients if vmapped else self.group_gradients)(x, y, coefficients)
         gradient = coefficients[:, self.trained].t() @ grads  # ∂L/∂θ_k = Σ_g b_k(t_g) ∂L/∂θ(t_g)
