@@ -15,7 +15,6 @@ import torch
 from landscape_pl.analysis.strings import arc_positions, normalized_length, principal_axes, project, segment_maxima
 from landscape_pl.cli import main
 from landscape_pl.data import CyclicPermutationDataModule, PolynomialDataModule
-from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network, read_path_csv, save_network
 from landscape_pl.models import MLP
 from landscape_pl.modules.endpoint import reinitialize
