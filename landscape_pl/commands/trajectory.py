@@ -15,6 +15,8 @@ import numpy as np
 
 from landscape_pl.analysis.trajectory import TrajectoryPCA, trajectory_pca
 from landscape_pl.callbacks.trajectory import INDEX, SnapshotStore
+from landscape_pl.commands.common import fit_run, run_config
+from landscape_pl.commands.demo import find_config
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import write_json
 
@@ -155,29 +157,10 @@ def trajectory(
     return summary
 
 
-def fit_run(config: Path, root: Path, init_seed: int, data_seed: int, epochs: int, recorder: dict, *extra: str) -> Path:
-    """One ``fit`` through the CLI with a TrajectoryRecorder added; returns the run's last.ckpt."""
-    from landscape_pl.cli import LandscapeCLI
-
-    LandscapeCLI(args=[
-        "fit", "--config", str(config), f"--trainer.default_root_dir={root}", f"--trainer.max_epochs={epochs}",
-        f"--model.init_args.init_seed={init_seed}", f"--data.init_args.data_seed={data_seed}",
-        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-        "--trainer.callbacks+=" + json.dumps({"class_path": "landscape_pl.callbacks.TrajectoryRecorder", "init_args": recorder}),
-        *extra,
-    ])
-    found = sorted(root.glob("lightning_logs/version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise LandscapeError(f"the run in {root} wrote no last.ckpt; the config needs a ModelCheckpoint with save_last: true")
-    return found[-1]
-
-
 def clone_start(base: Path, target: Path) -> Path:
     """The base run's last checkpoint without its data-order state, so the clone shuffles by its own seed."""
     import torch
     import yaml
-
-    from landscape_pl.commands.common import run_config
 
     checkpoint = torch.load(base, map_location="cpu", weights_only=False)
     config = run_config(base)
@@ -207,7 +190,7 @@ def trajectory_experiment(
     runs start from init seed ``seed``, run r shuffles with data seed ``seed + r``. ``clone``: one
     run (seeds ``seed``) trains ``clone_epochs`` epochs, then each clone resumes it (weights, optimizer
     and schedule) with data seed ``seed + 1 + r``; the clones' trajectories begin with the base's snapshots.
-    Finished runs are not retrained. The report is ``out/report`` (see ``trajectory``).
+    Runs that have a last.ckpt are not retrained. The report is ``out/report`` (see ``trajectory``).
 
     Args:
         experiment: inits, orders or clone.
@@ -221,8 +204,6 @@ def trajectory_experiment(
         components: components whose coordinates are written.
         progress: show progress bars.
     """
-    from landscape_pl.commands.demo import find_config
-
     if runs < 1 or epochs < 1:
         raise LandscapeError(f"runs={runs} and epochs={epochs} must be at least 1")
     if experiment == "clone" and not 0 < clone_epochs < epochs:
@@ -231,14 +212,10 @@ def trajectory_experiment(
     trajectories = []
 
     def run(name: str, init_seed: int, data_seed: int, n_epochs: int, *extra: str) -> Path:
-        folder = root / name
-        recorder = {"dirpath": str(folder / "trajectory"), "every_n_epochs": every_n_epochs}
-        done = folder / "trajectory" / INDEX
-        if done.is_file() and SnapshotStore(folder / "trajectory").snapshots[-1]["epoch"] >= n_epochs:
-            last = sorted(folder.glob("lightning_logs/version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-            if last:
-                return last[-1]
-        return fit_run(config_path, folder, init_seed, data_seed, n_epochs, recorder, *extra)
+        recorder = {"class_path": "landscape_pl.callbacks.TrajectoryRecorder",
+                    "init_args": {"dirpath": str(root / name / "trajectory"), "every_n_epochs": every_n_epochs}}
+        return fit_run(config_path, root / name, f"--trainer.max_epochs={n_epochs}", f"--model.init_args.init_seed={init_seed}",
+                       f"--data.init_args.data_seed={data_seed}", "--trainer.callbacks+=" + json.dumps(recorder), *extra)
 
     if experiment == "clone":
         base = run("base", seed, seed, clone_epochs)
