@@ -115,6 +115,13 @@ def test_recording_every_n_steps_keeps_the_final_weights_too(tmp_path):
     store = SnapshotStore(tmp_path / "steps")
     assert store.steps == [0, 10, 20, 23]  # 1437 digits in batches of 64: 23 steps; the last one off the schedule
     assert np.array_equal(store.read(-1), parameters(tmp_path / "run/lightning_logs/version_0/checkpoints/last.ckpt"))
+    # a fresh run into the same folder starts it over rather than mixing two runs
+    first_init = store.read(0).copy()
+    fit(tmp_path / "again", 1, "--model.init_args.init_seed=5", recorder=recorder)
+    again = SnapshotStore(tmp_path / "steps")
+    assert again.steps == [0, 10, 20, 23]
+    assert np.array_equal(again.read(0), parameters(tmp_path / "again/lightning_logs/version_0/checkpoints/init.ckpt"))
+    assert not np.array_equal(again.read(0), first_init)
 
 
 def test_clone_experiment_runs_share_their_first_k_epochs_exactly(tmp_path):

@@ -152,7 +152,8 @@ class TrajectoryRecorder(L.Callback):
             if self.store.names != names or self.store.shapes != shapes:
                 raise LandscapeError(f"trajectory {folder} was recorded for another architecture; pass another "
                                      "TrajectoryRecorder dirpath or remove the folder")
-            self.store.keep_until(trainer.global_step)
+            # resuming: keep what the checkpoint had seen; a fresh run (step 0) starts the folder over
+            self.store.keep_until(trainer.global_step if trainer.global_step else -1)
         else:
             from landscape_pl.models.base import describe
 
