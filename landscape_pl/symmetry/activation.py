@@ -25,8 +25,10 @@ from tqdm.auto import tqdm
 from landscape_pl.symmetry.spec import PermutationSpec, Probe
 
 # A unit whose variance is at most this fraction of its squared mean (std <= 0.1% of |mean|, or exactly 0)
-# is constant ("dead"): float32 sums leave ~1e-7 relative noise in the variance of a truly constant unit.
+# is constant ("dead"); with shifted sums a truly constant unit has variance exactly 0.
 DEAD_TOLERANCE = 1e-6
+# Batch elements whose activations give each unit's shift (see CrossStatistics).
+SHIFT_SAMPLES = 8
 
 
 @dataclass
@@ -42,39 +44,60 @@ class Correlation:
 
 
 class CrossStatistics:
-    """Running sums of two (samples x units) activation streams, enough for their cross-correlation."""
+    """Running sums of two activation streams ("a" and "b"), enough for their cross-correlation.
+
+    Each stream is shifted by its mean on the first batch (the shifted-data algorithm): correlations do
+    not change, float32 sums of nearly centred data lose far less precision, and a constant unit's
+    shifted values are all equal, so its variance is at rounding level and it is found dead.
+    """
 
     def __init__(self, units: int, device: torch.device) -> None:
         zeros = lambda *shape: torch.zeros(*shape, dtype=torch.float64, device=device)  # noqa: E731
         self.count = 0
         self.sum_a, self.sum_b, self.square_a, self.square_b = zeros(units), zeros(units), zeros(units), zeros(units)
         self.cross = zeros(units, units)
+        self.shift: dict[str, torch.Tensor] = {}
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def rows(self, x: torch.Tensor, side: str) -> torch.Tensor:
+        """(units + 1, samples): shifted units of ``x`` (dim 1), batch and positions as samples, and a row of ones.
+
+        Few, row-wise operations: on a busy CPU each tensor operation costs a thread synchronization,
+        and reductions along rows are much faster than along the columns of (samples, units).
+        """
+        n = x.shape[1]
+        view = x.reshape(x.shape[0], n, -1).transpose(0, 1)
+        if side not in self.shift:
+            self.shift[side] = view[:, :SHIFT_SAMPLES].float().mean((1, 2)).unsqueeze(1)
+        rows = self.buffers.get(side)
+        if rows is None or rows.shape[1:] != view.shape[1:]:  # the ones row is written once per shape
+            rows = self.buffers[side] = x.new_empty(n + 1, *view.shape[1:], dtype=torch.float32)
+            rows[n].fill_(1.0)
+        torch.sub(view, self.shift[side].unsqueeze(1), out=rows[:n])
+        return rows.reshape(n + 1, -1)
 
     def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
-        self.count += a.shape[0]
-        self.sum_a += a.sum(0).double()
-        self.sum_b += b.sum(0).double()
-        self.square_a += (a * a).sum(0).double()
-        self.square_b += (b * b).sum(0).double()
-        self.cross += (a.T @ b).double()
+        """Add a batch given by ``rows``: one matrix product gives the cross sums and both plain sums."""
+        product = (a @ b.T).double()
+        self.count += a.shape[1]
+        self.cross += product[:-1, :-1]
+        self.sum_a += product[:-1, -1]
+        self.sum_b += product[-1, :-1]
+        self.square_a += torch.linalg.vector_norm(a[:-1], dim=1).double() ** 2
+        self.square_b += torch.linalg.vector_norm(b[:-1], dim=1).double() ** 2
 
     def correlation(self) -> Correlation:
         n = self.count
         mean_a, mean_b = self.sum_a / n, self.sum_b / n
         var_a = (self.square_a / n - mean_a**2).clamp_min(0)
         var_b = (self.square_b / n - mean_b**2).clamp_min(0)
-        dead_a = var_a <= DEAD_TOLERANCE * mean_a**2
-        dead_b = var_b <= DEAD_TOLERANCE * mean_b**2
+        dead_a = var_a <= DEAD_TOLERANCE * (mean_a + self.shift["a"].flatten().double()) ** 2
+        dead_b = var_b <= DEAD_TOLERANCE * (mean_b + self.shift["b"].flatten().double()) ** 2
         inv_a = torch.where(dead_a, 0.0, var_a.rsqrt())
         inv_b = torch.where(dead_b, 0.0, var_b.rsqrt())
         covariance = self.cross / n - torch.outer(mean_a, mean_b)
         matrix = (covariance * torch.outer(inv_a, inv_b)).clamp(-1, 1).cpu()
         return Correlation(matrix, dead_a.nonzero().flatten().tolist(), dead_b.nonzero().flatten().tolist())
-
-
-def units(x: torch.Tensor) -> torch.Tensor:
-    """(samples, units): units on dim 1; batch and positions (if any) become samples."""
-    return x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2).reshape(-1, x.shape[1]) if x.dim() > 2 else x
 
 
 def hook(module: nn.Module, probe: Probe, callback) -> torch.utils.hooks.RemovableHandle:
@@ -90,27 +113,23 @@ def cross_correlations(
     """Per group, the cross-correlation of A's and B's units on ``batches`` (streams: mean over probes)."""
     modules_a, modules_b = dict(net_a.named_modules()), dict(net_b.named_modules())
     device = next(net_a.parameters()).device
-    stats: dict[tuple[str, Probe], CrossStatistics] = {}
-    held: dict[Probe, torch.Tensor] = {}
+    stats = {(g.name, probe): CrossStatistics(g.size, device) for g in spec.groups for probe in g.probes}
+    held: dict[tuple[str, Probe], torch.Tensor] = {}
     handles = []
 
-    def keep(probe: Probe):
+    def keep(key: tuple[str, Probe]):
         def callback(x: torch.Tensor) -> None:
-            held[probe] = units(x)
+            held[key] = stats[key].rows(x, "a")
         return callback
 
-    def reduce(group: str, size: int, probe: Probe):
+    def reduce(key: tuple[str, Probe]):
         def callback(x: torch.Tensor) -> None:
-            key = (group, probe)
-            if key not in stats:
-                stats[key] = CrossStatistics(size, device)
-            stats[key].update(held.pop(probe).float(), units(x).float())
+            stats[key].update(held.pop(key), stats[key].rows(x, "b"))
         return callback
 
-    for group in spec.groups:
-        for probe in group.probes:
-            handles.append(hook(modules_a[probe.module], probe, keep(probe)))
-            handles.append(hook(modules_b[probe.module], probe, reduce(group.name, group.size, probe)))
+    for group, probe in stats:
+        handles.append(hook(modules_a[probe.module], probe, keep((group, probe))))
+        handles.append(hook(modules_b[probe.module], probe, reduce((group, probe))))
     modes = net_a.training, net_b.training
     net_a.eval(), net_b.eval()
     try:
