@@ -47,7 +47,8 @@ def markdown(rows: list[dict]) -> str:
         lines += [f"### {table}: {heading} (mean ± std over pairs)", "", "| class | value |", "|---|---|"]
         for row in rows:
             scale = 100 if percent else 1
-            lines.append(f"| {row['class']} | {row[name] * scale:.2f} ± {row[f'{name}_std'] * scale:.2f}{' %' if percent else ''} |")
+            digits = 2 if percent else 4
+            lines.append(f"| {row['class']} | {row[name] * scale:.{digits}f} ± {row[f'{name}_std'] * scale:.{digits}f}{' %' if percent else ''} |")
         lines.append("")
     return "\n".join(lines)
 
