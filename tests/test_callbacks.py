@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 
 import lightning as L
 import pytest
@@ -13,6 +15,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from landscape_pl.callbacks import PathEvaluation
+from landscape_pl.cli import main
 from landscape_pl.data import DigitsDataModule
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network, read_checkpoint, read_path_csv
@@ -125,3 +128,21 @@ def test_bad_settings_are_named():
         PathEvaluation(points=1)
     with pytest.raises(LandscapeError, match="every_n_epochs=-1"):
         PathEvaluation(every_n_epochs=-1)
+
+
+def test_ddp_ranks_share_the_grid_and_gather_the_same_path(tmp_path, capsys):
+    """2 CPU processes (gloo): each rank evaluates its share of t on all the data; the gathered path.csv is
+    the path ``interpolate`` computes in one process between the run's init.ckpt and last.ckpt."""
+    command = [sys.executable, "-m", "landscape_pl", "fit", "--config", str(CONFIGS / "digits" / "mlp_watch_path.yaml"),
+               "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", f"--trainer.default_root_dir={tmp_path}",
+               "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.enable_progress_bar=false"]
+    done = subprocess.run(command, cwd=CONFIGS.parent, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = tmp_path / "lightning_logs" / "version_0"
+    watched = read_path_csv(run / "path" / "epoch_0001" / "path.csv")
+    main(["interpolate", "--start", str(run / "checkpoints" / "init.ckpt"), "--end", str(run / "checkpoints" / "last.ckpt"),
+          "--out", str(tmp_path / "single"), "--t_min=-0.5", "--t_max=1.5", "--points=21", "--accelerator=cpu", "--progress=false"])
+    single = read_path_csv(tmp_path / "single" / "path.csv")
+    assert [(r.key, r.split) for r in watched] == [(r.key, r.split) for r in single]
+    assert [r.loss for r in watched] == pytest.approx([r.loss for r in single], rel=1e-6)
+    assert [r.accuracy for r in watched] == [r.accuracy for r in single]

@@ -139,9 +139,10 @@ class PathEvaluation(L.Callback):
         rows = evaluation.points(network, path.anchors.names, self.ts, path.point, desc=self.name)
         network.train(was_training)
         summary = path_summary(rows, self.mli_tolerance)
+        log_dir = trainer.log_dir  # a broadcast under DDP: every rank must ask
         if trainer.is_global_zero:
             if self.write_files:
-                out = FilePath(trainer.log_dir or trainer.default_root_dir) / self.name / f"epoch_{epochs:04d}"
+                out = FilePath(log_dir or trainer.default_root_dir) / self.name / f"epoch_{epochs:04d}"
                 report = {"epoch": epochs, "global_step": trainer.global_step, "start": self.start, "move": self.move,
                           "hold": self.hold, **summary}
                 write_path_report(rows, out, report, title=f"{self.name}, epoch {epochs}")
