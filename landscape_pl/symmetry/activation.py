@@ -154,7 +154,7 @@ def cross_correlations(
 
 def assign(matrix: torch.Tensor) -> torch.Tensor:
     """The index permutation p maximizing Σ_i matrix[i, p[i]] (Hungarian algorithm, scipy)."""
-    rows, columns = linear_sum_assignment(matrix.double().numpy(), maximize=True)
+    rows, columns = linear_sum_assignment(matrix.detach().double().cpu().numpy(), maximize=True)
     return torch.as_tensor(columns[np.argsort(rows)], dtype=torch.long)
 
 

@@ -3,8 +3,10 @@
 A permutation of a group is either an index vector ``p`` of shape (n,) — unit i of the result is
 unit ``p[i]`` of the input — or a matrix ``P`` of shape (n, n) with result unit i = Σ_j P[i, j] ·
 unit j. The one-hot matrix of ``p`` (``as_matrix``) gives the same result as ``p``; a doubly
-stochastic ``P`` (PAM's relaxation) gives a differentiable mixture of units. Groups missing from
-``perms`` are left as they are (identity).
+stochastic ``P`` (PAM's relaxation) gives a differentiable mixture of units (BatchNorm running
+variances are mixed like any entry, which is not the variance of the mixed unit: recompute the
+statistics of a softly permuted network before evaluating it). Groups missing from ``perms`` are
+left as they are (identity).
 """
 
 from __future__ import annotations
