@@ -4,8 +4,8 @@ One mechanism for every architecture, a user's own ``nn.Module`` included: the a
 [θ_start, control points..., θ_end] are rows of a (K, P) matrix, and a training step writes
 θ(t) = Σ_k b_k(t) θ_k into an ordinary copy of the network (no graph), runs its ordinary forward
 and backward, and scales the gradient into the anchors: ∂L/∂θ_k = b_k(t) ∂L/∂θ(t). The step hands
-that gradient to Lightning through a linear surrogate (⟨θ_free, G⟩, whose gradient is exactly G),
-so the optimizer, gradient accumulation and DDP's all-reduce work as for any module.
+that gradient to Lightning as the gradient of a zero added to the loss (``InjectGradient``), so the
+optimizer, gradient accumulation and DDP's all-reduce work as for any module.
 
 Per-sample t: the batch is split into ``t_groups`` groups, each with its own t and its own
 BatchNorm batch statistics (a group is an ordinary small batch of the network at its t). The
@@ -28,7 +28,7 @@ from torch import nn
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import LoadedNetwork, load_network, read_checkpoint
 from landscape_pl.paths.anchors import Anchors, NetworkSlots
-from landscape_pl.paths.curves import CURVES, Curve, CurveKind, basis, control_count, on_segment
+from landscape_pl.paths.curves import CURVES, Curve, CurveKind, basis, control_count, on_segment, weighted_sum
 from landscape_pl.tasks import get_task
 
 CURVE_CLASS = "landscape_pl.modules.curve.CurveModule"
@@ -73,6 +73,24 @@ def per_example_outputs(network: nn.Module, names: list[str], thetas: torch.Tens
         return torch.func.functional_call(network, (p, b), (xg,))
 
     return torch.func.vmap(one)(params, buffers, x)
+
+
+class InjectGradient(torch.autograd.Function):
+    """A zero whose gradient with respect to ``anchors`` is ``gradient`` (times the incoming gradient).
+
+    Hands the scaled gradient to autograd, so Lightning's optimizer step, gradient accumulation
+    and DDP's all-reduce treat the control points like any parameter, at no extra pass over them.
+    """
+
+    @staticmethod
+    def forward(ctx, anchors: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+        ctx.gradient = gradient
+        return anchors.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        gradient = ctx.gradient
+        return (gradient if bool(grad_output == 1) else gradient * grad_output), None
 
 
 class CurveModule(L.LightningModule):
@@ -162,10 +180,14 @@ class CurveModule(L.LightningModule):
         """(T, K) coefficients at the given t."""
         return basis(self.hparams.curve, len(self.trained) + len(self.held), ts).to(self.free)
 
+    def anchor_rows(self) -> list[torch.Tensor]:
+        """The K anchors as detached rows in curve order (views, no copy)."""
+        rows = dict(zip(self.held, self.fixed)) | dict(zip(self.trained, self.free.detach()))
+        return [rows[k] for k in range(len(rows))]
+
     def theta(self, coefficients: torch.Tensor) -> torch.Tensor:
-        """θ(t) = Σ_k b_k θ_k for one coefficient row, as two matrix-vector products (no graph)."""
-        theta = torch.mv(self.fixed.t(), coefficients[self.held]) if self.held else torch.zeros_like(self.free[0])
-        return theta.addmv_(self.free.detach().t(), coefficients[self.trained])
+        """θ(t) = Σ_k b_k θ_k for one coefficient row (no graph)."""
+        return weighted_sum(self.anchor_rows(), coefficients.tolist())
 
     def ready_network(self) -> nn.Module:
         """The network copy on this module's device (Lightning moves only submodules)."""
@@ -220,13 +242,13 @@ class CurveModule(L.LightningModule):
         coefficients = self.basis(self.draw_t(groups, batch_idx))
         vmapped = self.hparams.t_groups == -1 or (self.hparams.vmap_groups and len(y) % groups == 0)
         grads, loss_sum, correct = (self.vmapped_gradients if vmapped else self.group_gradients)(x, y, coefficients)
-        gradient = coefficients[:, self.trained].t() @ grads  # ∂L/∂θ_k = Σ_g b_k(t_g) ∂L/∂θ(t_g)
-        surrogate = (self.free * gradient).sum()
+        weights = coefficients[:, self.trained].t().tolist()  # ∂L/∂θ_k = Σ_g b_k(t_g) ∂L/∂θ(t_g)
+        gradient = torch.stack([weighted_sum(list(grads), w) for w in weights])
         loss = loss_sum / len(y)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
         if self.task.has_accuracy:
             self.log("train/accuracy", correct / len(y), prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
-        return loss + surrogate - surrogate.detach()
+        return loss + InjectGradient.apply(self.free, gradient)
 
     def configure_optimizers(self):
         optimizer = self.optimizer([self.free])
