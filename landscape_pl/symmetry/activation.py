@@ -158,6 +158,12 @@ def assign(matrix: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(columns[np.argsort(rows)], dtype=torch.long)
 
 
+def listed(indices: list[int], most: int = 10) -> str:
+    """Indices for a message: all of them, or the first ``most`` and how many more."""
+    shown = str(indices[:most])
+    return shown if len(indices) <= most else f"{shown[:-1]}, ... ({len(indices)} in all)]"
+
+
 def align_activations(
     net_a: nn.Module, net_b: nn.Module, spec: PermutationSpec, batches: Iterable, progress: bool = False
 ) -> tuple[dict[str, torch.Tensor], dict[str, Correlation]]:
@@ -166,7 +172,7 @@ def align_activations(
     for name, corr in correlations.items():
         if corr.dead_a or corr.dead_b:
             warnings.warn(
-                f"group {name}: constant activations on the alignment data for units {corr.dead_a} of the first "
-                f"network and {corr.dead_b} of the second; their correlation is taken as 0", stacklevel=2
+                f"group {name}: constant activations on the alignment data for units {listed(corr.dead_a)} of the first "
+                f"network and {listed(corr.dead_b)} of the second; their correlation is taken as 0", stacklevel=2
             )
     return {name: assign(corr.matrix) for name, corr in correlations.items()}, correlations
