@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from landscape_pl.errors import LandscapeError, user_error
 
@@ -47,6 +47,8 @@ class LandscapeCLI(LightningCLI):
             subclass_mode_data=True,
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},
+            # only a training run's folder needs its config.yaml; validate/test/predict leave no files behind
+            save_config_callback=SaveConfigCallback if not args or args[0] == "fit" else None,
             parser_kwargs={name: {"description": catalogue()} for name in LIGHTNING},  # shown by `fit --help` etc.
             args=args,
             run=run,
