@@ -29,6 +29,7 @@ from landscape_pl.errors import LandscapeError
 from landscape_pl.io import LoadedNetwork, load_network, read_checkpoint
 from landscape_pl.paths.anchors import Anchors, NetworkSlots
 from landscape_pl.paths.curves import CURVES, Curve, CurveKind, basis, control_count, on_segment, weighted_sum
+from landscape_pl.paths.gradients import group_gradients
 from landscape_pl.tasks import get_task
 
 CURVE_CLASS = "landscape_pl.modules.curve.CurveModule"
@@ -208,20 +209,8 @@ class CurveModule(L.LightningModule):
 
     def group_gradients(self, x: torch.Tensor, y: torch.Tensor, coefficients: torch.Tensor):
         """(G, P) gradients of the batch-mean loss w.r.t. θ(t_g), one ordinary pass per group."""
-        network, params = self.ready_network(), self.slots.tensors
-        grads = coefficients.new_empty(len(coefficients), self.free.shape[1])
-        loss_sum, correct = x.new_zeros(()), x.new_zeros((), dtype=torch.long)
-        for g, (c, xg, yg) in enumerate(zip(coefficients, x.tensor_split(len(coefficients)), y.tensor_split(len(coefficients)))):
-            self.slots.write(self.theta(c))
-            outputs = network(xg)
-            loss = self.task.summed_loss(outputs, yg)
-            (loss / len(y)).backward()
-            torch.cat([p.grad.reshape(-1) for p in params], out=grads[g])
-            for p in params:
-                p.grad = None
-            loss_sum += loss.detach()
-            correct += self.task.correct(outputs.detach(), yg)
-        return grads, loss_sum, correct
+        thetas = (self.theta(c) for c in coefficients)
+        return group_gradients(self.slots, self.ready_network(), self.task, x, y, thetas, len(coefficients))
 
     def vmapped_gradients(self, x: torch.Tensor, y: torch.Tensor, coefficients: torch.Tensor):
         """(G, P) gradients w.r.t. θ(t_g) from one vmapped call over the G groups (G = batch: one t per example)."""

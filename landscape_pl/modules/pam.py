@@ -274,7 +274,7 @@ class PAMModule(L.LightningModule):
         coefficients = pam_coefficients(self.draw_t(min(self.hparams.t_groups, len(y))))
         end = self.permuted_end() if phase == "permutation" else self.fixed_end()
         thetas = coefficients @ torch.stack([self.start_theta, self.offset.detach(), end.detach()])
-        grads, loss_sum, correct = group_gradients(self.slots, network, self.task, x, y, thetas)
+        grads, loss_sum, correct = group_gradients(self.slots, network, self.task, x, y, thetas, len(thetas))
         permutation_optimizer, curve_optimizer = self.optimizers()
         if phase == "permutation":
             prox = self.hparams.nu_permutation / 2 * sum(

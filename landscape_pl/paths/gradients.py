@@ -8,6 +8,8 @@ ordinary forward and backward costs the same as an endpoint training step.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 
 from landscape_pl.paths.anchors import NetworkSlots
@@ -15,19 +17,20 @@ from landscape_pl.tasks import Task
 
 
 def group_gradients(
-    slots: NetworkSlots, network: torch.nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, thetas: torch.Tensor
+    slots: NetworkSlots, network: torch.nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor,
+    thetas: Iterable[torch.Tensor], groups: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(G, P) gradients of the batch-mean loss w.r.t. θ_g for G equal groups of the batch, one pass per group.
+    """(G, P) gradients of the batch-mean loss w.r.t. θ_g for ``groups`` equal groups of the batch.
 
-    Group g is an ordinary small batch of the network at ``thetas[g]`` (with its own BatchNorm batch
-    statistics in training mode). Returns the gradients, the summed loss and the correct count.
+    Group g is an ordinary small batch of the network at the g-th of ``thetas`` (flat vectors in
+    slot order, produced lazily so only one is alive at a time), with its own BatchNorm batch
+    statistics in training mode. Returns the gradients, the summed loss and the correct count.
     """
     params = slots.tensors
-    grads = thetas.new_empty(thetas.shape)
+    grads = x.new_empty((groups, sum(slots.sizes)), dtype=params[0].dtype)
     loss_sum, correct = x.new_zeros((), dtype=torch.float32), x.new_zeros((), dtype=torch.long)
-    groups = len(thetas)
-    for g, (xg, yg) in enumerate(zip(x.tensor_split(groups), y.tensor_split(groups))):
-        slots.write(thetas[g])
+    for g, (theta, xg, yg) in enumerate(zip(thetas, x.tensor_split(groups), y.tensor_split(groups))):
+        slots.write(theta)
         outputs = network(xg)
         loss = task.summed_loss(outputs, yg)
         (loss / len(y)).backward()
