@@ -143,7 +143,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=2, help="training steps per timed repeat")
     parser.add_argument("--repeats", type=int, default=12)
-    parser.add_argument("--groups", type=int, default=4, help="t-groups of the per-sample variant")
+    parser.add_argument("--groups", type=int, default=2, help="t-groups of the per-sample variant (CurveModule default: 2)")
     parser.add_argument("--points", type=int, default=61)
     parser.add_argument("--bn-batches", type=int, default=1, help="batches of the BatchNorm pass at each t")
     parser.add_argument("--eval-batches", type=int, default=1, help="batches of the evaluation pass at each t")

@@ -71,7 +71,7 @@ def main() -> None:
         for seed in (1, 2):
             torch.manual_seed(seed)
             ends.append(str(save_network(TinyTen(), Path(folder) / f"tinyten_{seed}.ckpt", "classification")))
-        module = PAMModule(*ends, iterations=args.repeats, permutation_epochs=1, curve_epochs=1, t_groups=4,
+        module = PAMModule(*ends, iterations=args.repeats, permutation_epochs=1, curve_epochs=1,
                            objective_batches=1, objective_points=2,
                            optimizer=lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9))
         timer = StepTimer()

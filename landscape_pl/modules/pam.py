@@ -85,7 +85,7 @@ class PAMModule(L.LightningModule):
         projection_iterations: int = 20,
         init_permutation: str = "identity",
         alignment_fraction: float = 0.2,
-        t_groups: int = 4,
+        t_groups: int = 2,
         t_seed: int = 0,
         objective_points: int = 5,
         objective_batches: int = 2,
