@@ -108,7 +108,7 @@ def evaluation(a: str, b: str, batch: int, points: int, bn_batches: int, eval_ba
             recompute_batchnorm(plain, train)
             evaluate(plain, test, task)
 
-    variants = {"curve evaluation": lambda _: run.points(network, path.anchors.names, ts, path.point), "floor": floor}
+    variants = {"curve evaluation": lambda _: run.path(network, path, ts), "floor": floor}
     return median_ratios(variants, [("curve evaluation", "floor")], 1, repeats)
 
 

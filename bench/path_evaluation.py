@@ -47,7 +47,7 @@ def floor(network: torch.nn.Module, points: int, bn_data: DataLoader, eval_data:
 def library(network: torch.nn.Module, points: int, bn_data: DataLoader, eval_data: DataLoader, path) -> None:
     evaluation = Evaluation({"test": eval_data}, get_task("classification"), bn_data=bn_data, progress=False)
     ts = [-1.0 + 3.0 * i / (points - 1) for i in range(points)]
-    evaluation.points(network, path.anchors.names, ts, path.point)
+    evaluation.path(network, path, ts)
 
 
 def main() -> None:

@@ -52,7 +52,7 @@ def main() -> None:
     evaluation = Evaluation(splits={"train": loader}, task=task, bn_data=loader, progress=False)
 
     def plane() -> None:
-        evaluation.points(network, surface.anchors.names, keys, surface.point)
+        evaluation.path(network, surface, keys)
 
     def floor() -> None:
         for _ in keys:

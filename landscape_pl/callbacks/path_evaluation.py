@@ -136,7 +136,7 @@ class PathEvaluation(L.Callback):
             bn_batches=self.bn_batches,
             progress=False,
         )
-        rows = evaluation.points(network, path.anchors.names, self.ts, path.point, desc=self.name)
+        rows = evaluation.path(network, path, self.ts, desc=self.name)
         network.train(was_training)
         summary = path_summary(rows, self.mli_tolerance)
         log_dir = trainer.log_dir  # a broadcast under DDP: every rank must ask

@@ -88,7 +88,7 @@ def curve(
         bn_batches=bn_batches,
         progress=progress,
     )
-    rows = evaluation.points(network, path.anchors.names, ts, path.point, desc="curve")
+    rows = evaluation.path(network, path, ts, desc="curve")
     summary = {"curve": ckpt, **curve_summary(rows, read_checkpoint(ckpt).get("training_loss"))}
     if world()[0] == 0:
         write_path_report(rows, out, summary, title=f"curve {short(ckpt)}")

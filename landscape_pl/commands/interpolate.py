@@ -81,7 +81,7 @@ def interpolate(
         bn_batches=bn_batches,
         progress=progress,
     )
-    rows = evaluation.points(network, path.anchors.names, ts, path.point, desc="interpolate")
+    rows = evaluation.path(network, path, ts, desc="interpolate")
     summary = {"start": start, "end": end, "move": move, "hold": hold, **path_summary(rows, mli_tolerance)}
     write_path_report(rows, out, summary, title=f"{short(start)} → {short(end)} ({move})")
     if tensorboard:

@@ -159,7 +159,7 @@ def plane(
         progress=progress,
     )
     keys = [(x, y) for y in ys for x in xs] + list(surface.anchor_points)
-    rows = evaluation.points(network, surface.anchors.names, keys, surface.point, desc="plane")
+    rows = evaluation.path(network, surface, keys, desc="plane")
     grid_rows, anchor_rows = rows[: len(xs) * len(ys) * len(splits)], rows[len(xs) * len(ys) * len(splits):]
     projected = project_curve(surface, curve_checkpoints(curve)) if curve else []
     target = Path(out)

@@ -210,8 +210,7 @@ class CurveModule(L.LightningModule):
 
     def group_gradients(self, x: torch.Tensor, y: torch.Tensor, coefficients: torch.Tensor):
         """(G, P) gradients of the batch-mean loss w.r.t. θ(t_g), one ordinary pass per group."""
-        thetas = (self.theta(c) for c in coefficients)
-        return group_gradients(self.slots, self.ready_network(), self.task, x, y, thetas, len(coefficients))
+        return group_gradients(self.slots, self.ready_network(), self.task, x, y, self.anchor_rows(), coefficients)
 
     def vmapped_gradients(self, x: torch.Tensor, y: torch.Tensor, coefficients: torch.Tensor):
         """(G, P) gradients w.r.t. θ(t_g) from one vmapped call over the G groups (G = batch: one t per example)."""

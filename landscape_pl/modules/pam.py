@@ -257,7 +257,7 @@ class PAMModule(L.LightningModule):
         network, path = self.evaluation_path()
         evaluation = Evaluation({"train": batches}, self.task, bn_data=batches, progress=False)
         was_training = network.training
-        rows = evaluation.points(network, self.anchors.names, ts, path.point, desc="PAM objective")
+        rows = evaluation.path(network, path, ts, desc="PAM objective")
         network.train(was_training)
         return sum(r.loss for r in rows) / len(rows)
 
@@ -273,8 +273,8 @@ class PAMModule(L.LightningModule):
         iteration, phase = self.phase()
         coefficients = pam_coefficients(self.draw_t(min(self.hparams.t_groups, len(y))))
         end = self.permuted_end() if phase == "permutation" else self.fixed_end()
-        thetas = coefficients @ torch.stack([self.start_theta, self.offset.detach(), end.detach()])
-        grads, loss_sum, correct = group_gradients(self.slots, network, self.task, x, y, thetas, len(thetas))
+        rows = [self.start_theta, self.offset.detach(), end.detach()]
+        grads, loss_sum, correct = group_gradients(self.slots, network, self.task, x, y, rows, coefficients)
         permutation_optimizer, curve_optimizer = self.optimizers()
         if phase == "permutation":
             prox = self.hparams.nu_permutation / 2 * sum(

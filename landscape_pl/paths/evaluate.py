@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,6 +19,9 @@ from landscape_pl.distributed import gather, shard, world
 from landscape_pl.paths.anchors import NetworkSlots
 from landscape_pl.paths.batchnorm import has_batchnorm, recompute_batchnorm
 from landscape_pl.tasks import Task
+
+if TYPE_CHECKING:
+    from landscape_pl.paths.path import Path
 
 
 @dataclass(frozen=True)
@@ -82,11 +85,17 @@ class Evaluation:
         desc: str = "points",
     ) -> list[Row]:
         """Evaluate ``params_at(key)`` for every key; each rank takes its share, all get every row."""
-        slots = NetworkSlots(network, names)
         device = next(network.parameters()).device
-        mine = shard(keys)
+        return self._walk(network, names, keys, lambda slots, key: slots.write(params_at(key).to(device)), desc)
+
+    def path(self, network: nn.Module, path: "Path", keys: Sequence[Any], desc: str = "points") -> list[Row]:
+        """Evaluate a path (line, curve, plane) at every key, θ written in place by ``path.write``."""
+        return self._walk(network, path.anchors.names, keys, path.write, desc)
+
+    def _walk(self, network: nn.Module, names: Sequence[str], keys: Sequence[Any], write, desc: str) -> list[Row]:
+        slots = NetworkSlots(network, names)
         results = []
-        for index, key in tqdm(mine, desc=desc, disable=not self.progress or world()[0] != 0, leave=False):
-            slots.write(params_at(key).to(device))
+        for index, key in tqdm(shard(keys), desc=desc, disable=not self.progress or world()[0] != 0, leave=False):
+            write(slots, key)
             results.append((index, self.at(network, key)))
         return [row for rows in gather(results) for row in rows]

@@ -8,7 +8,7 @@ ordinary forward and backward costs the same as an endpoint training step.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 import torch
 
@@ -18,19 +18,21 @@ from landscape_pl.tasks import Task
 
 def group_gradients(
     slots: NetworkSlots, network: torch.nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor,
-    thetas: Iterable[torch.Tensor], groups: int,
+    rows: Sequence[torch.Tensor], weights: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(G, P) gradients of the batch-mean loss w.r.t. θ_g for ``groups`` equal groups of the batch.
+    """(G, P) gradients of the batch-mean loss w.r.t. θ_g = Σ_k weights[g, k] rows[k], for the G
+    equal groups of the batch.
 
-    Group g is an ordinary small batch of the network at the g-th of ``thetas`` (flat vectors in
-    slot order, produced lazily so only one is alive at a time), with its own BatchNorm batch
-    statistics in training mode. Returns the gradients, the summed loss and the correct count.
+    Group g is an ordinary small batch of the network at θ_g (written in place, no P-sized
+    temporary), with its own BatchNorm batch statistics in training mode. Returns the gradients,
+    the summed loss and the correct count.
     """
     params = slots.tensors
+    groups = len(weights)
     grads = x.new_empty((groups, sum(slots.sizes)), dtype=params[0].dtype)
     loss_sum, correct = x.new_zeros((), dtype=torch.float32), x.new_zeros((), dtype=torch.long)
-    for g, (theta, xg, yg) in enumerate(zip(thetas, x.tensor_split(groups), y.tensor_split(groups))):
-        slots.write(theta)
+    for g, (xg, yg) in enumerate(zip(x.tensor_split(groups), y.tensor_split(groups))):
+        slots.write_combination(rows, weights[g].tolist())
         outputs = network(xg)
         loss = task.summed_loss(outputs, yg)
         (loss / len(y)).backward()

@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 
 from landscape_pl.errors import LandscapeError
-from landscape_pl.paths.anchors import Anchors, StateDict
+from landscape_pl.paths.anchors import Anchors, NetworkSlots, StateDict
 
 Selection = Literal["all", "weights", "biases"]
 
@@ -59,6 +59,13 @@ class Path:
             bad = [t for t in ts if not low <= t <= high]
             if bad:
                 raise LandscapeError(f"t={bad[0]} is outside [{low}, {high}], where {type(self).__name__} is defined")
+
+    def write(self, slots: NetworkSlots, t) -> None:
+        """Put θ(t) into the network behind ``slots``, fused when every entry moves."""
+        if self.moving is None:
+            slots.write_combination(list(self.anchors.matrix), self.coefficients(t).tolist())
+        else:
+            slots.write(self.point(t))
 
     def point(self, t: float) -> torch.Tensor:
         theta = self.anchors.combine(self.coefficients(t))
