@@ -9,6 +9,7 @@ and the straight lines start → end (``unaligned/``) and start → aligned end 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -19,10 +20,11 @@ from landscape_pl.commands.common import device, resolve_data
 from landscape_pl.commands.interpolate import interpolate, short
 from landscape_pl.data.base import LandscapeDataModule
 from landscape_pl.errors import LandscapeError
-from landscape_pl.io import load_network, read_path_csv, save_network, write_json
+from landscape_pl.io import LoadedNetwork, load_network, read_path_csv, save_network, write_json
 from landscape_pl.paths import Row
 from landscape_pl.symmetry import (
-    align_activations, check_pair, cross_correlations, match_weights, permute_network, signature, to_lists,
+    PermutationSpec, align_activations, check_pair, cross_correlations, match_weights, permute_network, signature,
+    to_lists,
 )
 
 
@@ -34,6 +36,29 @@ def alignment_batches(datamodule: LandscapeDataModule, fraction: float, seed: in
     count = max(1, round(fraction * len(dataset)))
     index = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:count].sort().values
     return DataLoader(Subset(dataset, index.tolist()), batch_size=datamodule.eval_batch_size, shuffle=False)
+
+
+@dataclass
+class Pair:
+    """Two checkpoints to compare unit by unit: networks on the device, their spec, data and batches."""
+
+    a: LoadedNetwork
+    b: LoadedNetwork
+    spec: PermutationSpec
+    datamodule: LandscapeDataModule
+    batches: DataLoader
+    where: torch.device
+
+
+def load_pair(start: str, end: str, data: LandscapeDataModule | None, fraction: float, seed: int, accelerator: str) -> Pair:
+    """What ``align`` and ``signature`` both start from; errors name the first architecture mismatch."""
+    a, b = load_network(start), load_network(end)
+    spec = check_pair(a.network, b.network, (start, end))
+    datamodule = resolve_data(data, end)
+    where = device(accelerator)
+    a.network.to(where)
+    b.network.to(where)
+    return Pair(a, b, spec, datamodule, alignment_batches(datamodule, fraction, seed), where)
 
 
 def align(
@@ -69,12 +94,9 @@ def align(
         tensorboard: also write heatmaps and signatures to ``out/tensorboard``.
         progress: show progress bars.
     """
-    a, b = load_network(start), load_network(end)
-    spec = check_pair(a.network, b.network, (start, end))
-    datamodule = resolve_data(data, end)
-    batches = alignment_batches(datamodule, fraction, seed)
-    where = device(accelerator)
-    net_a, net_b = a.network.to(where), b.network.to(where)
+    pair = load_pair(start, end, data, fraction, seed, accelerator)
+    a, b, spec, datamodule, batches = pair.a, pair.b, pair.spec, pair.datamodule, pair.batches
+    net_a, net_b = a.network, b.network
     if method == "activation":
         perms, correlations = align_activations(net_a, net_b, spec, batches, progress)
     else:

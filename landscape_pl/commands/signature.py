@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from landscape_pl.commands.align import alignment_batches
-from landscape_pl.commands.common import device, resolve_data
+from landscape_pl.commands.align import load_pair
 from landscape_pl.data.base import LandscapeDataModule
 from landscape_pl.io import load_network, write_json
 from landscape_pl.paths import has_batchnorm
@@ -44,12 +43,9 @@ def signature(
         tensorboard: also log the figure to ``out/tensorboard``.
         progress: show progress bars.
     """
-    a, b = load_network(start), load_network(end)
-    spec = check_pair(a.network, b.network, (start, end))
-    datamodule = resolve_data(data, end)
-    batches = alignment_batches(datamodule, fraction, seed)
-    where = device(accelerator)
-    endpoints = {"start": a.network.to(where), "end": b.network.to(where)}
+    pair = load_pair(start, end, data, fraction, seed, accelerator)
+    a, spec, datamodule, batches, where = pair.a, pair.spec, pair.datamodule, pair.batches, pair.where
+    endpoints = {"start": a.network, "end": pair.b.network}
     bn_data = datamodule.eval_dataloader("train") if has_batchnorm(a.network) else None
     midpoints = {"linear midpoint": linear_midpoint(endpoints["start"], endpoints["end"], bn_data)}
     if midpoint is not None:

@@ -19,7 +19,6 @@ batch; ``t_groups=-1`` draws one t per example and runs all examples in one ``to
 from __future__ import annotations
 
 import copy
-from typing import Literal
 
 import lightning as L
 import torch

@@ -53,6 +53,12 @@ class Curve(Path):
     """A path on [0, 1] through its first and last anchor; ``basis`` defines the shape."""
 
     domain = (0.0, 1.0)
+    requirement = "a curve needs its two ends"
+
+    def __init__(self, anchors: Anchors, moving: torch.Tensor | None = None, held: torch.Tensor | None = None) -> None:
+        if len(anchors) < 2:
+            raise LandscapeError(f"{self.requirement} (at least 2 anchors), got {len(anchors)} anchors")
+        super().__init__(anchors, moving, held)
 
     def point(self, t: float) -> torch.Tensor:
         theta = weighted_sum(list(self.anchors.matrix), self.coefficients(t).tolist())
@@ -70,10 +76,7 @@ class Curve(Path):
 class Bezier(Curve):
     """Bezier curve of degree K - 1 (quadratic with one control point: equation 7 of the alignment paper)."""
 
-    def __init__(self, anchors: Anchors, moving: torch.Tensor | None = None, held: torch.Tensor | None = None) -> None:
-        if len(anchors) < 2:
-            raise LandscapeError(f"a Bezier curve needs degree >= 1 (at least 2 anchors), got {len(anchors)} anchors")
-        super().__init__(anchors, moving, held)
+    requirement = "a Bezier curve needs degree >= 1"
 
     def basis(self, ts: torch.Tensor) -> torch.Tensor:
         return basis("bezier", len(self.anchors), ts)
@@ -82,10 +85,7 @@ class Bezier(Curve):
 class PolyChain(Curve):
     """Polygonal chain through K - 2 bends placed at t = k / (K - 1) (Garipov et al.'s PolyChain)."""
 
-    def __init__(self, anchors: Anchors, moving: torch.Tensor | None = None, held: torch.Tensor | None = None) -> None:
-        if len(anchors) < 2:
-            raise LandscapeError(f"a polygonal chain needs bends >= 0 (at least 2 anchors), got {len(anchors)} anchors")
-        super().__init__(anchors, moving, held)
+    requirement = "a polygonal chain needs bends >= 0"
 
     def basis(self, ts: torch.Tensor) -> torch.Tensor:
         return basis("polychain", len(self.anchors), ts)
