@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from landscape_pl.cli import main
 from landscape_pl.errors import LandscapeError
@@ -49,7 +50,8 @@ def test_runner_names_stage_and_missing_input(tmp_path: Path) -> None:
 def study_args(out: Path, curve_epochs: int = 1) -> list[str]:
     return ["study", "--config", "configs/studies/alignment_digits.yaml", f"--out={out}", "--pairs=[[1, 2]]",
             "--endpoint_epochs=2", f"--curve_epochs={curve_epochs}", "--pam_schedule=[1, 1, 1]", "--points=5",
-            "--ensemble_t=[[0.0, 1.0]]", "--accelerator=cpu"]
+            "--ensemble_t=[[0.0, 1.0]]", "--accelerator=cpu", "--overrides=[--trainer.limit_train_batches=6]",
+            "--endpoint_overrides=[--trainer.limit_val_batches=1]"]
 
 
 def test_study_end_to_end_resumes_and_reruns_only_changed_stages(tmp_path: Path, capsys, monkeypatch) -> None:
@@ -68,6 +70,9 @@ def test_study_end_to_end_resumes_and_reruns_only_changed_stages(tmp_path: Path,
     assert list(out.glob("**/events.out.tfevents.*"))  # every stage's TensorBoard run under one root
     endpoint = next(out.glob("endpoints/seed1/lightning_logs/version_0/checkpoints/last.ckpt"))
     before = endpoint.stat().st_mtime_ns
+    assert torch.load(endpoint, weights_only=False)["global_step"] == 2 * 6  # the overrides reached the fits
+    curve = next(out.glob("curves/aligned_pair0/lightning_logs/version_0/checkpoints/last.ckpt"))
+    assert torch.load(curve, weights_only=False)["global_step"] == 6
     capsys.readouterr()
 
     main(study_args(out))

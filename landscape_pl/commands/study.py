@@ -28,6 +28,8 @@ def study(
     points: int = 21,
     ensemble_t: list[list[float]] = [[0.0, 1.0], [0.0, 0.5, 1.0]],  # noqa: B006
     accelerator: str = "auto",
+    overrides: list[str] = [],  # noqa: B006
+    endpoint_overrides: list[str] = [],  # noqa: B006
 ) -> dict:
     """Train endpoint pairs, align them, fit the four curve classes, evaluate, ensemble, and report.
 
@@ -50,6 +52,10 @@ def study(
         points: t grid of every evaluation (and of the alignment's straight lines).
         ensemble_t: t sets of the ensembles along the Unaligned and Aligned curves (empty: none).
         accelerator: cpu, cuda or auto for the evaluations.
+        overrides: command-line options added to every fit (endpoints, curves, PAM), e.g.
+            ``--data.init_args.dataset=CIFAR100`` or ``--trainer.devices=4``.
+        endpoint_overrides: options added to the endpoint fits only, e.g.
+            ``--model.init_args.network.init_args.num_outputs=100``.
     """
     if not pairs:
         raise LandscapeError("pairs is empty: give at least one (seed, seed) pair")
@@ -59,7 +65,7 @@ def study(
     root = Path(out)
     stages, evaluations = alignment_stages(
         root, find_config(endpoint_config), find_config(curve_config), find_config(pam_config), pairs, classes,
-        method, endpoint_epochs, curve_epochs, pam_schedule, points, ensemble_t, accelerator)
+        method, endpoint_epochs, curve_epochs, pam_schedule, points, ensemble_t, accelerator, overrides, endpoint_overrides)
     report_dir = root / "report"
     stages.append(Stage("report", lambda: write_report(evaluations, report_dir),
                         [report_dir / "tables.csv", report_dir / "tables.md", report_dir / "accuracy_along_curve.png"],

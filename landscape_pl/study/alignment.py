@@ -41,6 +41,8 @@ def alignment_stages(
     points: int,
     ensemble_t: Sequence[Sequence[float]],
     accelerator: str,
+    overrides: Sequence[str] = (),
+    endpoint_overrides: Sequence[str] = (),
 ) -> tuple[list[Stage], dict[tuple[str, int], Path]]:
     """All stages in order, and where each (class, pair) evaluation writes its summary."""
     from landscape_pl.commands.align import align
@@ -48,7 +50,7 @@ def alignment_stages(
 
     stages: list[Stage] = []
     endpoint: dict[int, Path] = {}
-    epochs = [] if endpoint_epochs is None else [f"--trainer.max_epochs={endpoint_epochs}"]
+    epochs = [*overrides, *endpoint_overrides] + ([] if endpoint_epochs is None else [f"--trainer.max_epochs={endpoint_epochs}"])
     for seed in dict.fromkeys(s for pair in pairs for s in pair):
         run = root / "endpoints" / f"seed{seed}"
         endpoint[seed] = last_checkpoint(run)
@@ -69,24 +71,24 @@ def alignment_stages(
         for cls in classes:
             run = root / "curves" / f"{cls}_pair{i}"
             end = align_dir / "aligned.ckpt" if cls == "aligned" else b
-            overrides = [f"--model.init_args.start={a}", f"--model.init_args.end={end}"]
+            fit_args = [*overrides, f"--model.init_args.start={a}", f"--model.init_args.end={end}"]
             if cls.startswith("pam"):
                 config = pam_config
                 init = "identity" if cls == "pam_unaligned" else str(align_dir / "permutation.json")
-                overrides.append(f"--model.init_args.init_permutation={init}")
+                fit_args.append(f"--model.init_args.init_permutation={init}")
                 if pam_schedule is not None:
                     iterations, permutation_epochs, curve_epochs_ = pam_schedule
-                    overrides += [f"--model.init_args.iterations={iterations}",
+                    fit_args += [f"--model.init_args.iterations={iterations}",
                                   f"--model.init_args.permutation_epochs={permutation_epochs}",
                                   f"--model.init_args.curve_epochs={curve_epochs_}",
                                   f"--trainer.max_epochs={iterations * (permutation_epochs + curve_epochs_)}"]
             else:
                 config = curve_config
-                overrides += [] if curve_epochs is None else [f"--trainer.max_epochs={curve_epochs}"]
+                fit_args += [] if curve_epochs is None else [f"--trainer.max_epochs={curve_epochs}"]
             ckpt = last_checkpoint(run)
             stages.append(Stage(
-                f"curve_{cls}_pair{i}", lambda c=config, r=run, o=tuple(overrides): fit_run(c, r, *o),
-                [run, ckpt], {"config": file_digest(config), "overrides": overrides},
+                f"curve_{cls}_pair{i}", lambda c=config, r=run, o=tuple(fit_args): fit_run(c, r, *o),
+                [run, ckpt], {"config": file_digest(config), "overrides": fit_args},
                 inputs=[a, end], depends=[*ends, f"align_pair{i}"]))
             out = root / "evaluate" / f"{cls}_pair{i}"
             evaluations[(cls, i)] = out / "summary.json"
