@@ -16,6 +16,7 @@ from landscape_pl.io import load_network
 from landscape_pl.modules.curve import CurveModule, curve_rows, per_example_outputs
 from landscape_pl.paths import line
 from landscape_pl.paths.curves import Bezier, PolyChain, curve
+from landscape_pl.paths.gradients import draw_t
 
 CURVE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits" / "curve.yaml"
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
@@ -78,7 +79,7 @@ def test_scaled_gradient_equals_autograd(digits_bn_endpoints, groups, vmapped):
                          t_groups=groups, vmap_groups=vmapped)
     module.free.data += 0.01 * torch.randn_like(module.free)
     x, y = torch.rand(24, 1, 8, 8), torch.randint(0, 10, (24,))
-    coefficients = module.basis(module.draw_t(groups, 0))  # the t training_step draws at step 0, batch 0
+    coefficients = module.basis(draw_t(module.hparams.t_seed, 0, 0, 0, groups))  # the t training_step draws at step 0, batch 0
     module.training_step((x, y), 0).backward()
     reference = autograd_gradient(module, x, y, coefficients)
     torch.testing.assert_close(module.free.grad, reference, rtol=1e-5, atol=1e-6)  # float32 sums in another order

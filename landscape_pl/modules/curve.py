@@ -29,7 +29,7 @@ from landscape_pl.errors import LandscapeError
 from landscape_pl.io import LoadedNetwork, load_network, read_checkpoint
 from landscape_pl.paths.anchors import Anchors, NetworkSlots
 from landscape_pl.paths.curves import CURVES, Curve, CurveKind, basis, control_count, on_segment, weighted_sum
-from landscape_pl.paths.gradients import group_gradients
+from landscape_pl.paths.gradients import draw_t, group_gradients
 from landscape_pl.tasks import get_task
 
 CURVE_CLASS = "landscape_pl.modules.curve.CurveModule"
@@ -201,12 +201,6 @@ class CurveModule(L.LightningModule):
         return self.ready_network(), self.path()
 
     # -- training ---------------------------------------------------------------------------
-    def draw_t(self, groups: int, batch_idx: int) -> torch.Tensor:
-        """Uniform t on [0, 1] from a generator keyed by (t_seed, step, batch, rank): resumable, differs per rank
-        and per accumulated batch."""
-        seed = hash((self.hparams.t_seed, self.global_step, batch_idx, self.global_rank)) & 0x7FFF_FFFF_FFFF_FFFF
-        return torch.rand(groups, generator=torch.Generator().manual_seed(seed))
-
     def group_gradients(self, x: torch.Tensor, y: torch.Tensor, coefficients: torch.Tensor):
         """(G, P) gradients of the batch-mean loss w.r.t. θ(t_g), one ordinary pass per group."""
         return group_gradients(self.slots, self.ready_network(), self.task, x, y, self.anchor_rows(), coefficients)
@@ -227,7 +221,7 @@ class CurveModule(L.LightningModule):
         network = self.ready_network()
         network.train()
         groups = len(y) if self.hparams.t_groups == -1 else min(self.hparams.t_groups, len(y))
-        coefficients = self.basis(self.draw_t(groups, batch_idx))
+        coefficients = self.basis(draw_t(self.hparams.t_seed, self.global_step, batch_idx, self.global_rank, groups))
         vmapped = self.hparams.t_groups == -1 or (self.hparams.vmap_groups and len(y) % groups == 0)
         grads, loss_sum, correct = (self.vmapped_gradients if vmapped else self.group_gradients)(x, y, coefficients)
         weights = coefficients[:, self.trained].t().tolist()  # ∂L/∂θ_k = Σ_g b_k(t_g) ∂L/∂θ(t_g)

@@ -32,8 +32,8 @@ from landscape_pl.modules.endpoint import checkpoint_dir
 from landscape_pl.paths.anchors import Anchors, NetworkSlots
 from landscape_pl.paths.curves import Bezier
 from landscape_pl.paths.evaluate import Evaluation
-from landscape_pl.paths.gradients import group_gradients
-from landscape_pl.symmetry import as_matrix, assign, find_permutation, from_lists, permute, spec_of, to_lists
+from landscape_pl.paths.gradients import draw_t, group_gradients
+from landscape_pl.symmetry import as_matrix, assign, find_permutation, from_lists, permute, spec_of
 from landscape_pl.symmetry.doubly_stochastic import project_doubly_stochastic
 from landscape_pl.tasks import get_task
 
@@ -154,14 +154,6 @@ class PAMModule(L.LightningModule):
             self.network.to(self.start_theta.device)
         return self.network
 
-    def permuted_end_network(self) -> nn.Module:
-        """θ2 with the current (rounded) permutation applied to every entry, BatchNorm statistics included."""
-        hard = {name: assign(p.detach().cpu()) for name, p in self.permutations().items()}
-        state = permute(self.end_network.state_dict(), self.permutation_spec, hard)
-        network = load_network(self.hparams.start).network
-        network.load_state_dict(state)
-        return network
-
     # -- phases ---------------------------------------------------------------------------------
     def phase(self, epoch: int | None = None) -> tuple[int, str]:
         """(outer iteration, phase name) of an epoch (default: the current one)."""
@@ -262,16 +254,13 @@ class PAMModule(L.LightningModule):
         return sum(r.loss for r in rows) / len(rows)
 
     # -- training -------------------------------------------------------------------------------
-    def draw_t(self, groups: int) -> torch.Tensor:
-        seed = (self.hparams.t_seed * 1_000_003 + self.global_step) * 1009 + self.global_rank
-        return torch.rand(groups, generator=torch.Generator().manual_seed(seed)).to(self.start_theta)
-
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
         network = self.ready_network()
         network.train()
         iteration, phase = self.phase()
-        coefficients = pam_coefficients(self.draw_t(min(self.hparams.t_groups, len(y))))
+        ts = draw_t(self.hparams.t_seed, self.global_step, batch_idx, self.global_rank, min(self.hparams.t_groups, len(y)))
+        coefficients = pam_coefficients(ts.to(self.start_theta))
         end = self.permuted_end() if phase == "permutation" else self.fixed_end()
         rows = [self.start_theta, self.offset.detach(), end.detach()]
         grads, loss_sum, correct = group_gradients(self.slots, network, self.task, x, y, rows, coefficients)
@@ -317,6 +306,3 @@ class PAMModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.__dict__["history"] = list(checkpoint.get("pam_history", []))
 
-    def final_permutation(self) -> dict[str, list[int]]:
-        """The permutation PAM settled on, in the file format of ``align`` (permutation.json)."""
-        return to_lists({name: assign(p.detach().cpu()) for name, p in self.permutations().items()})

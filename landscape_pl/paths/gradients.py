@@ -42,3 +42,10 @@ def group_gradients(
         loss_sum += loss.detach()
         correct += task.correct(outputs.detach(), yg)
     return grads, loss_sum, correct
+
+
+def draw_t(seed: int, step: int, batch: int, rank: int, groups: int) -> torch.Tensor:
+    """``groups`` uniform t on [0, 1] from a generator keyed by (seed, step, batch, rank) alone: a resumed
+    run draws the t it would have drawn, and ranks and accumulated batches draw different ones."""
+    key = hash((seed, step, batch, rank)) & 0x7FFF_FFFF_FFFF_FFFF  # ints hash the same in every process
+    return torch.rand(groups, generator=torch.Generator().manual_seed(key))

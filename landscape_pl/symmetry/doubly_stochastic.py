@@ -40,8 +40,3 @@ def project_doubly_stochastic(x: torch.Tensor, iterations: int = 20) -> torch.Te
     y = (1 - deficit / (1 + deficit)) * y + deficit / (1 + deficit) / n
     return y.clamp_min_(0).to(x.dtype)
 
-
-def sum_violation(x: torch.Tensor) -> float:
-    """Largest deviation of a row or column sum from 1."""
-    return max((x.sum(0) - 1).abs().max().item(), (x.sum(1) - 1).abs().max().item())
-
