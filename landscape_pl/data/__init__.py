@@ -1,0 +1,8 @@
+"""LightningDataModules: the bundled digits, torchvision image sets and the papers' synthetic tasks."""
+
+from landscape_pl.data.base import LandscapeDataModule
+from landscape_pl.data.digits import DigitsDataModule
+from landscape_pl.data.synthetic import CyclicPermutationDataModule, PolynomialDataModule
+from landscape_pl.data.vision import VisionDataModule
+
+__all__ = ["CyclicPermutationDataModule", "DigitsDataModule", "LandscapeDataModule", "PolynomialDataModule", "VisionDataModule"]
