@@ -1,12 +1,15 @@
 """The notebooks in notebooks/ run top to bottom on a run's output files and draw their figures.
 
-The demo folder comes from the real ``demo`` command (one epoch, 7 points); the study folder is written
-with the study's own writers (path CSV, curve summaries, report, ensemble tables) from synthetic
-profiles, because a real study takes minutes.
+The demo folder comes from the real ``demo`` command (one epoch, 7 points), the plane folder from the
+real ``plane`` command (a 5 x 5 grid through the digits endpoints), the trajectory folder from the real
+``trajectory-experiment`` of configs/trajectory/digits_inits.yaml (2 epochs instead of 6); the study
+folder is written with the study's own writers (path CSV, curve summaries, report, ensemble tables)
+from synthetic profiles, because a real study takes minutes.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from pathlib import Path
@@ -24,7 +27,8 @@ from landscape_pl.paths import Row
 from landscape_pl.study.alignment import CLASSES
 from landscape_pl.study.report import write_report
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
 GROUPS = ("features.0", "features.3", "features.6")
 
 
@@ -115,9 +119,63 @@ def test_paths_notebook_on_demo_output(tmp_path, kernel_dirs, monkeypatch):
     assert f"train: {verdict}\n" in printed
 
 
+def test_planes_notebook_on_plane_output(digits_endpoints, tmp_path, kernel_dirs, monkeypatch):
+    e, out = digits_endpoints, tmp_path / "plane"
+    curve = tmp_path / "curve.csv"
+    curve.write_text(f"t,checkpoint\n0,{e.a}\n1,{e.b}\n")
+    main(["plane", "--networks", json.dumps([str(e.a), str(e.b), str(e.a_init)]), "--points=5", f"--curve=[{curve}]",
+          f"--out={out}", "--progress=false", "--tensorboard=false"])
+    notebook = execute("planes", "LANDSCAPE_PLANE_DIR", out, kernel_dirs, monkeypatch)
+    assert len(outputs(notebook, "image/png")) == 1  # loss and accuracy contours, train and test
+    printed = "".join(outputs(notebook, "stream"))
+    summary = json.loads((out / "plane.json").read_text())
+    assert [a["label"] for a in summary["anchors"]] == ["θ1", "θ2", "θ3"]
+    for a in summary["anchors"]:
+        assert (f"{a['label']} at ({a['x']:.3f}, {a['y']:.3f}): "
+                f"train loss {a['train_loss']:.4f}, accuracy {100 * a['train_accuracy']:.2f}%; "
+                f"test loss {a['test_loss']:.4f}, accuracy {100 * a['test_accuracy']:.2f}%\n") in printed
+    with (out / "plane.csv").open(newline="") as handle:
+        grid = list(csv.DictReader(handle))
+    assert len(grid) == 5 * 5 * 2
+    for split in ("train", "test"):
+        lowest = min((r for r in grid if r["split"] == split), key=lambda r: float(r["loss"]))
+        assert float(lowest["loss"]) == summary["min_loss"][split]
+        assert (f"lowest {split} loss on the grid: {summary['min_loss'][split]:.4f} "
+                f"at ({float(lowest['x']):.3f}, {float(lowest['y']):.3f})\n") in printed
+    off = max(p["distance_off_plane"] for p in summary["curve"])
+    assert f"curve: 2 checkpoints, at most {off:.3g} off the plane\n" in printed
+
+
+def test_trajectory_notebook_on_inits_experiment(tmp_path, kernel_dirs, monkeypatch):
+    main(["trajectory-experiment", "--config", str(ROOT / "configs/trajectory/digits_inits.yaml"), f"--out={tmp_path}",
+          "--epochs=2", "--progress=false"])
+    notebook = execute("trajectory", "LANDSCAPE_TRAJECTORY_DIR", tmp_path, kernel_dirs, monkeypatch)
+    assert len(outputs(notebook, "image/png")) == 1  # joint PCA, distances per epoch, final distances
+    printed = "".join(outputs(notebook, "stream"))
+    summary = json.loads((tmp_path / "report" / "pca.json").read_text())
+    assert summary["runs"] == ["run0", "run1", "run2"] and summary["snapshots"] == 9  # 3 runs x (init + 2 epochs)
+    assert (f"9 snapshots of 3 runs; explained variance: first 2 components {100 * summary['explained_first_2']:.2f}%, "
+            f"top 10 {100 * summary['explained_top_10']:.2f}%\n") in printed
+    for run in summary["runs"]:
+        assert (f"{run}: final distance from origin {summary['final_from_origin'][run]:.4f}, "
+                f"from initialization {summary['final_from_init'][run]:.4f}\n") in printed
+    pairwise = summary["final_pairwise_distance"]
+    assert (f"distance between final solutions: mean {pairwise['mean']:.4f}, min {pairwise['min']:.4f}, "
+            f"max {pairwise['max']:.4f}\n") in printed
+    (table,) = outputs(notebook, "text/markdown")
+    with (tmp_path / "report" / "final_distances.csv").open(newline="") as handle:
+        header, *finals = list(csv.reader(handle))
+    assert "| run | run0 | run1 | run2 |" in table and header == ["run", "run0", "run1", "run2"]
+    for name, *distances in finals:
+        assert f"| {name} | " + " | ".join(f"{float(d):.4f}" for d in distances) + " |" in table
+
+
 @pytest.mark.parametrize(("name", "variable", "command"), [
     ("paths", "LANDSCAPE_DEMO_DIR", "python -m landscape_pl demo"),
     ("alignment_study", "LANDSCAPE_STUDY_DIR", "python -m landscape_pl study --config"),
+    ("planes", "LANDSCAPE_PLANE_DIR", "python -m landscape_pl plane --networks"),
+    ("trajectory", "LANDSCAPE_TRAJECTORY_DIR",
+     "python -m landscape_pl trajectory-experiment --config configs/trajectory/digits_inits.yaml"),
 ])
 def test_missing_folder_says_how_to_make_it(tmp_path, kernel_dirs, monkeypatch, name, variable, command):
     with pytest.raises(CellExecutionError) as error:
