@@ -22,7 +22,7 @@ LIGHTNING = ("fit", "validate", "test", "predict")
 # name -> "module:function"; imported only when called, so `--help` stays fast.
 COMMANDS = {
     "interpolate": ("landscape_pl.commands.interpolate:interpolate", "evaluate the straight line between two networks"),
-    "demo": ("landscape_pl.commands.demo:demo", "the main job: two digits endpoints and the line between them"),
+    "lines": ("landscape_pl.commands.lines:lines", "straight-line studies: endpoints, the line on any t range, MLI variants (resumable)"),
     "curve": ("landscape_pl.commands.curve:curve", "evaluate a trained curve (fit with CurveModule) on a grid of t, BatchNorm recomputed"),
     "curve-point": ("landscape_pl.commands.curve:curve_point", "export one point of a trained curve as an endpoint checkpoint"),
     "curve-ensembles": ("landscape_pl.commands.curve:curve_ensembles", "ensembles along a curve vs independent checkpoints: a table"),

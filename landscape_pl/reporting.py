@@ -6,6 +6,7 @@ tags look the same whatever produced them.
 
 from __future__ import annotations
 
+import csv
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,3 +60,27 @@ def log_path(experiment, rows: Sequence[Row], summary: dict, prefix: str, step: 
                     experiment.add_scalar(f"{prefix}/{split}/accuracy", row.accuracy, index)
     experiment.add_figure(f"{prefix}/profile", path_figure(rows, prefix), step, close=True)
     experiment.flush()
+
+
+def cell(value, digits: int = 4) -> str:
+    """A table cell: empty for None, ``digits`` significant digits for floats (also inside lists)."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(cell(v, digits) for v in value) + "]"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def write_table(rows: Sequence[dict], columns: Sequence[str], stem: str | Path) -> str:
+    """The same table as ``stem``.csv (full precision) and ``stem``.md; returns the markdown."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    with stem.with_suffix(".csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({c: ("" if row.get(c) is None else row[c]) for c in columns} for row in rows)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    markdown = "\n".join(lines) + "\n"
+    stem.with_suffix(".md").write_text(markdown)
+    return markdown

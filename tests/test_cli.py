@@ -26,7 +26,7 @@ def cli(*argv: str) -> LandscapeCLI:
 def test_help_lists_commands_models_and_data(capsys):
     main(["--help"])
     out = capsys.readouterr().out
-    for name in ("fit", "validate", "test", "predict", "interpolate", "demo"):
+    for name in ("fit", "validate", "test", "predict", "interpolate", "lines"):
         assert f"  {name} " in out
     for name in ("MLP", "SimpleCNN", "TinySix", "TinyTen", "VGG16BN", "ResNet", "DigitsDataModule",
                  "VisionDataModule", "PolynomialDataModule", "CyclicPermutationDataModule", "EndpointModule"):

@@ -10,6 +10,16 @@ import yaml
 from landscape_pl.data.base import LandscapeDataModule
 from landscape_pl.errors import LandscapeError
 
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def find_config(config: str) -> Path:
+    """A config path as given, else relative to the repository's configs/ folder."""
+    for candidate in (Path(config), CONFIGS / config, CONFIGS.parent / config):
+        if candidate.is_file():
+            return candidate
+    raise LandscapeError(f"config {config!r} not found (looked in the current folder and {CONFIGS})")
+
 
 def run_config(checkpoint: str | Path) -> Path | None:
     """The config.yaml LightningCLI saved for the run a checkpoint belongs to (<run>/checkpoints/x.ckpt)."""

@@ -50,7 +50,7 @@ def resolve_ends(start: str | None, end: str | None, config: str | None, seeds: 
         raise LandscapeError("give both --start and --end (or --end_permutation), or neither: both are then trained from --endpoint_config")
     if config is None:
         raise LandscapeError("give both --start and --end checkpoints, or --endpoint_config (a fit config) to train them from --seeds")
-    from landscape_pl.commands.demo import find_config
+    from landscape_pl.commands.common import find_config
 
     path = find_config(config)
     start = trained_end(path, out / "ends" / f"seed{seeds[0]}", seeds[0], epochs)

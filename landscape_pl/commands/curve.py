@@ -9,7 +9,6 @@ writes the gathered result. ``curve_point`` writes one point as an ordinary endp
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 from typing import Literal
@@ -27,7 +26,7 @@ from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network, read_checkpoint, save_network, write_json
 from landscape_pl.modules.curve import load_curve
 from landscape_pl.paths import Evaluation, Row, has_batchnorm, recompute_batchnorm
-from landscape_pl.reporting import log_path, path_summary, write_path_report
+from landscape_pl.reporting import log_path, path_summary, write_path_report, write_table
 from landscape_pl.tasks import Task
 
 
@@ -196,20 +195,10 @@ def curve_ensembles(
     if independent:
         members = [predictions(load_network(p).network.to(device(accelerator)), datamodule.eval_dataloader(split), task)[0] for p in independent]
         rows.append(ensemble_row(f"independent ({len(independent)} checkpoints)", members, targets, task))
-    write_table(rows, Path(out))
+    write_ensembles(rows, Path(out))
     return rows
 
 
-def write_table(rows: list[dict], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    columns = ["ensemble", "members", "accuracy", "loss"]
-    with (out / "ensembles.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    cell = lambda v: "" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))  # noqa: E731
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
-    (out / "ensembles.md").write_text("\n".join(lines) + "\n")
+def write_ensembles(rows: list[dict], out: Path) -> None:
+    print(write_table(rows, ["ensemble", "members", "accuracy", "loss"], out / "ensembles"))
     write_json({"ensembles": rows}, out / "ensembles.json")
-    print("\n".join(lines))

@@ -5,7 +5,6 @@ last-layer biases across classes, which the paper ties to the plateau."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +18,7 @@ from landscape_pl.data.base import LandscapeDataModule
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network, read_path_csv, write_json
 from landscape_pl.paths import Row
+from landscape_pl.reporting import write_table
 
 Variant = Literal["all", "weights", "biases"]
 COLUMNS = ("run", "variant", "split", "monotonic", "first_increase_t", "plateau_length", "loss_start", "loss_end",
@@ -61,24 +61,6 @@ def report_rows(label: str, variant: str, rows: list[Row], summary: dict, tolera
             "last_bias_std": None if bias is None else float(bias.std()),
         })
     return table
-
-
-def cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def write_tables(table: list[dict], out: Path) -> None:
-    with (out / "mli.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in table)
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell(row[c]) for c in COLUMNS) + " |" for row in table]
-    (out / "mli.md").write_text("\n".join(lines) + "\n")
 
 
 def figure(profiles: dict[tuple[str, str], list[Row]], tolerance: float):
@@ -167,7 +149,7 @@ def mli(
             rows = read_path_csv(folder / "path.csv")
             profiles[(label, variant)] = rows
             table += report_rows(label, variant, rows, summary, plateau_tolerance, bias)
-    write_tables(table, target)
+    write_table(table, COLUMNS, target / "mli")
     result = {"runs": [str(f) for f in finals], "plateau_tolerance": plateau_tolerance, "table": table}
     write_json(result, target / "mli.json")
     fig = figure(profiles, plateau_tolerance)

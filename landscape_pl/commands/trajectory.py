@@ -16,7 +16,7 @@ import numpy as np
 from landscape_pl.analysis.trajectory import TrajectoryPCA, trajectory_pca
 from landscape_pl.callbacks.trajectory import INDEX, SnapshotStore
 from landscape_pl.commands.common import fit_run, run_config
-from landscape_pl.commands.demo import find_config
+from landscape_pl.commands.common import find_config
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import write_json
 
@@ -36,13 +36,20 @@ def find_trajectories(paths: list[str]) -> list[Path]:
 
 
 def distinct_labels(paths: list[Path]) -> list[str]:
-    """Short names that tell runs apart: the parts of their paths they do not share (less boilerplate folders)."""
-    boilerplate = ("trajectory", "lightning_logs", "checkpoints")
+    """Short names that tell runs apart: the parts of their paths they do not share, less boilerplate
+    folders (lightning_logs, version_*, checkpoints) and the file name where the folders suffice."""
+    def meaningful(parts: tuple[str, ...]) -> list[str]:
+        return [p for p in parts if p not in ("trajectory", "lightning_logs", "checkpoints") and not p.startswith("version_")]
+
     if len(paths) == 1:
-        named = [p for p in paths[0].resolve().parents if p.name not in boilerplate and not p.name.startswith("version_")]
-        return [named[0].name if named and named[0].name else paths[0].name]
+        named = meaningful(paths[0].resolve().parent.parts)
+        return [named[-1] if named and named[-1] else paths[0].name]
     common = os.path.commonpath([str(p.resolve()) for p in paths])
-    return ["/".join(part for part in p.resolve().relative_to(common).parts if part not in boilerplate) or p.name for p in paths]
+    parts = [meaningful(p.resolve().relative_to(common).parts) for p in paths]
+    folders = ["/".join(p[:-1]) for p in parts]
+    if all(folders) and len(set(folders)) == len(folders):
+        return folders
+    return ["/".join(p) or path.name for p, path in zip(parts, paths)]
 
 
 def write_tables(pca: TrajectoryPCA, out: Path) -> None:

@@ -7,24 +7,14 @@ activation-aligned θ2), PAM Unaligned (PAM from P = I) and PAM Aligned (PAM fro
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 from landscape_pl.commands.common import fit_run
+from landscape_pl.study.endpoints import endpoint_stage, file_digest, last_checkpoint
 from landscape_pl.study.runner import Stage
 
 CLASSES = ("unaligned", "aligned", "pam_unaligned", "pam_aligned")
-
-
-def last_checkpoint(run: Path) -> Path:
-    """Where a fresh fit into ``run`` leaves its last checkpoint."""
-    return run / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-
-
-def file_digest(path: str | Path) -> str:
-    """Content hash of a config, so editing the file reruns the stages that read it."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def alignment_stages(
@@ -54,9 +44,7 @@ def alignment_stages(
     for seed in dict.fromkeys(s for pair in pairs for s in pair):
         run = root / "endpoints" / f"seed{seed}"
         endpoint[seed] = last_checkpoint(run)
-        args = (f"--seed_everything={seed}", f"--model.init_args.init_seed={seed}", f"--data.init_args.data_seed={seed}", *epochs)
-        stages.append(Stage(f"endpoint_seed{seed}", lambda run=run, args=args: fit_run(endpoint_config, run, *args),
-                            [run, endpoint[seed]], {"config": file_digest(endpoint_config), "args": args}))
+        stages.append(endpoint_stage(f"endpoint_seed{seed}", run, endpoint_config, seed, epochs))
     evaluations: dict[tuple[str, int], Path] = {}
     for i, (seed_a, seed_b) in enumerate(pairs):
         a, b = endpoint[seed_a], endpoint[seed_b]

@@ -1,0 +1,74 @@
+"""``lines``: endpoints, the line between them beyond [0, 1], MLI variants, one report, resumable."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from landscape_pl.cli import main
+from landscape_pl.io import read_path_csv
+
+
+def lines_args(out: Path, points: int = 7) -> list[str]:
+    return ["lines", f"--out={out}", "--epochs=1", f"--points={points}", "--mli_points=5", "--mli=[all, biases]",
+            "--overrides=[--trainer.limit_train_batches=4]", "--accelerator=cpu"]
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_lines_report_resume_and_rerun_of_the_changed_stage(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "lines"
+    main(lines_args(out))
+    report = out / "report"
+    table = read_csv(report / "lines.csv")
+    assert [(r["endpoints"], r["split"]) for r in table] == [("mlp", "train"), ("mlp", "test")]
+    summary = json.loads((out / "line" / "mlp" / "summary.json").read_text())
+    profile = read_path_csv(out / "line" / "mlp" / "path.csv")
+    assert sorted({r.key for r in profile}) == [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0]
+    for row in table:
+        mine = {r.key: r for r in profile if r.split == row["split"]}
+        assert float(row["loss_t_min"]) == mine[-1.0].loss and float(row["loss_t_max"]) == mine[2.0].loss
+        assert float(row["loss_0"]) == mine[0.0].loss and float(row["barrier"]) == summary[row["split"]]["barrier"]
+    mli = read_csv(out / "mli" / "mli.csv")
+    assert [(r["run"], r["variant"], r["split"]) for r in mli] == [
+        (run, variant, split) for run in ("seed1", "seed2") for variant in ("all", "biases") for split in ("train", "test")]
+    # the line starts at endpoint seed1 and MLI ends there: the same network on the same data, bit for bit
+    for row in table:
+        ends = [r for r in mli if r["run"] == "seed1" and r["variant"] == "all" and r["split"] == row["split"]]
+        assert float(ends[0]["loss_end"]) == float(row["loss_0"])
+    text = (report / "report.md").read_text()
+    assert "## Straight lines between endpoints" in text and "## Linear interpolation from initialization" in text
+    assert all((report / name).stat().st_size > 0 for name in ("line_mlp.png", "mli.png"))
+    assert list(out.glob("endpoints/mlp/seed1/**/events.out.tfevents.*")) and list(out.glob("line/mlp/tensorboard/*"))
+    capsys.readouterr()
+
+    main(lines_args(out))
+    said = capsys.readouterr().out
+    assert "running" not in said and said.count("skipped") == 5  # 2 endpoints, line, mli, report
+
+    main(lines_args(out, points=4))
+    said = capsys.readouterr().out
+    reran = sorted(line.split()[1].rstrip(":") for line in said.splitlines() if line.endswith(": running"))
+    assert reran == ["line_mlp", "report"]
+    assert sorted({r.key for r in read_path_csv(out / "line" / "mlp" / "path.csv")}) == [-1.0, 0.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--seeds=[1]"], "line: true needs two seeds"),
+    (["--seeds=[1, 1]"], "give distinct seeds"),
+    (["--line=false", "--mli=[]"], "nothing to do"),
+    (["--t_range=[2.0, -1.0]"], "t_max=-1.0 must be greater than t_min=2.0"),
+    (["--points=1"], "points=1"),
+    (["--endpoints={mlp: configs/nowhere.yaml}"], "configs/nowhere.yaml"),
+])
+def test_bad_settings_are_refused_before_training(tmp_path: Path, capsys, options, message) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["lines", f"--out={tmp_path / 'lines'}", *options])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "lines" / "endpoints").exists()
