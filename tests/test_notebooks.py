@@ -1,6 +1,6 @@
 """The notebooks in notebooks/ run top to bottom on a run's output files and draw their figures.
 
-The demo folder comes from the real ``demo`` command (one epoch, 7 points), the plane folder from the
+The lines folder comes from the real ``lines`` command (one epoch, 7 points), the plane folder from the
 real ``plane`` command (a 5 x 5 grid through the digits endpoints), the trajectory folder from the real
 ``trajectory-experiment`` of configs/trajectory/digits_inits.yaml (2 epochs instead of 6); the study
 folder is written with the study's own writers (path CSV, curve summaries, report, ensemble tables)
@@ -21,7 +21,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from landscape_pl.cli import main
-from landscape_pl.commands.curve import curve_summary, write_table
+from landscape_pl.commands.curve import curve_summary, write_ensembles
 from landscape_pl.io import write_json, write_path_csv
 from landscape_pl.paths import Row
 from landscape_pl.study.alignment import CLASSES
@@ -83,7 +83,7 @@ def synthetic_study(root: Path) -> dict:
             if cls in ("unaligned", "aligned"):
                 members = [{"ensemble": "curve t=0/1", "members": 2, "accuracy": 0.96, "loss": 0.12},
                            {"ensemble": "independent (2 checkpoints)", "members": 2, "accuracy": 0.965, "loss": 0.11}]
-                write_table(members, root / "ensembles" / f"{cls}_pair{pair}")
+                write_ensembles(members, root / "ensembles" / f"{cls}_pair{pair}")
         before = dict(zip(GROUPS, (0.6, 0.4, 0.3)))
         write_json({
             "start": "a.ckpt", "end": "b.ckpt", "method": "activation", "fraction": 1.0, "samples": 1437,
@@ -107,16 +107,18 @@ def test_alignment_study_notebook(tmp_path, kernel_dirs, monkeypatch):
     assert ensembles.count("| independent (2 checkpoints) | 2 | 96.50 | 0.1100 |") == 4
 
 
-def test_paths_notebook_on_demo_output(tmp_path, kernel_dirs, monkeypatch):
-    main(["demo", "--out", str(tmp_path), "--epochs", "1", "--points", "7"])
-    notebook = execute("paths", "LANDSCAPE_DEMO_DIR", tmp_path, kernel_dirs, monkeypatch)
-    assert len(outputs(notebook, "image/png")) == 2  # the line on [-1, 2], the MLI path
+def test_paths_notebook_on_lines_output(tmp_path, kernel_dirs, monkeypatch):
+    main(["lines", "--out", str(tmp_path), "--epochs", "1", "--points", "7", "--mli_points", "5",
+          "--overrides=[--trainer.limit_train_batches=4]", "--accelerator=cpu"])
+    notebook = execute("paths", "LANDSCAPE_LINES_DIR", tmp_path, kernel_dirs, monkeypatch)
+    assert len(outputs(notebook, "image/png")) == 2  # the line on [-1, 2], the MLI paths of both endpoints
     printed = "".join(outputs(notebook, "stream"))
-    line = json.loads((tmp_path / "line" / "summary.json").read_text())
-    mli = json.loads((tmp_path / "mli" / "summary.json").read_text())
-    assert f"test: barrier {line['test']['barrier']:.4f}, local minima at t = {line['test']['local_minima_t']}" in printed
-    verdict = "monotonic" if mli["train"]["monotonic"] else f"not monotonic: first rise at t = {mli['train']['first_increase_t']:.2f}"
-    assert f"train: {verdict}\n" in printed
+    line = json.loads((tmp_path / "line" / "mlp" / "summary.json").read_text())
+    assert f"mlp test: barrier {line['test']['barrier']:.4f}, local minima at t = {line['test']['local_minima_t']}" in printed
+    (table,) = outputs(notebook, "text/markdown")
+    with (tmp_path / "mli" / "mli.csv").open() as handle:
+        for row in csv.DictReader(handle):
+            assert f"| {row['run']} | {row['variant']} | {row['split']} | {row['monotonic']} | {row['plateau_length']} |" in table
 
 
 def test_planes_notebook_on_plane_output(digits_endpoints, tmp_path, kernel_dirs, monkeypatch):
@@ -171,7 +173,7 @@ def test_trajectory_notebook_on_inits_experiment(tmp_path, kernel_dirs, monkeypa
 
 
 @pytest.mark.parametrize(("name", "variable", "command"), [
-    ("paths", "LANDSCAPE_DEMO_DIR", "python -m landscape_pl demo"),
+    ("paths", "LANDSCAPE_LINES_DIR", "python -m landscape_pl lines"),
     ("alignment_study", "LANDSCAPE_STUDY_DIR", "python -m landscape_pl study --config"),
     ("planes", "LANDSCAPE_PLANE_DIR", "python -m landscape_pl plane --networks"),
     ("trajectory", "LANDSCAPE_TRAJECTORY_DIR",
