@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
 import pytest
+from nbclient import NotebookClient
 
 from landscape_pl.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def command_of(config: Path) -> str:
+    """The subcommand a config is for: the one its usage comment names, else ``fit``."""
+    usage = re.search(r"python -m landscape_pl ([\w-]+) .*--config", config.read_text())
+    return usage.group(1) if usage else "fit"
 
 
 @dataclass(frozen=True)
@@ -55,3 +67,38 @@ def digits_endpoints(tmp_path_factory: pytest.TempPathFactory) -> Endpoints:
 def digits_bn_endpoints(tmp_path_factory: pytest.TempPathFactory) -> Endpoints:
     """Two small Conv-BN-ReLU nets on 1x8x8 digits (configs/digits/tinynet.yaml, 2 epochs), seeds 1 and 2."""
     return train_pair(tmp_path_factory, "digits_bn", CONFIGS / "digits" / "tinynet.yaml", 2)
+
+
+@pytest.fixture(scope="session")
+def kernel_dirs(tmp_path_factory) -> Path:
+    """A python3 kernel spec of this very interpreter, first on JUPYTER_PATH: the notebooks run where
+    landscape_pl is installed even on a machine whose only python3 kernel belongs to another Python."""
+    import ipykernel.kernelspec
+
+    prefix = tmp_path_factory.mktemp("jupyter")
+    ipykernel.kernelspec.install(kernel_name="python3", prefix=str(prefix))
+    kernel = json.loads((prefix / "share/jupyter/kernels/python3/kernel.json").read_text())
+    assert kernel["argv"][0] == sys.executable
+    return prefix / "share" / "jupyter"
+
+
+def execute(name: str, variable: str, folder: Path, kernel_dirs: Path, monkeypatch) -> nbformat.NotebookNode:
+    """Run notebooks/<name>.ipynb as Jupyter would (from notebooks/), reading ``folder``; outputs by cell."""
+    monkeypatch.setenv("JUPYTER_PATH", str(kernel_dirs))
+    monkeypatch.setenv(variable, str(folder))
+    notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    assert all(not cell.get("outputs") for cell in notebook.cells), f"{name}.ipynb is committed with outputs"
+    NotebookClient(notebook, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    return notebook
+
+
+def outputs(notebook: nbformat.NotebookNode, kind: str) -> list[str]:
+    """Every output of one MIME type (``image/png``, ``text/markdown``) or, with ``stream``, printed text."""
+    found = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            if kind == "stream" and output.output_type == "stream":
+                found.append(output.text)
+            elif kind in output.get("data", {}):
+                found.append(output.data[kind])
+    return found

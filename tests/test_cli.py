@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import CONFIGS, fit
+from conftest import CONFIGS, command_of, fit
 
 from landscape_pl.data import DigitsDataModule
 from landscape_pl.cli import LandscapeCLI, main, model_from_checkpoint
@@ -36,12 +35,6 @@ def test_help_lists_commands_models_and_data(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "landscape_pl.models.TinyTen" in out and "landscape_pl.data.VisionDataModule" in out and "--ckpt_path" in out
-
-
-def command_of(config: Path) -> str:
-    """The subcommand a config is for: the one its usage comment names, else ``fit``."""
-    usage = re.search(r"python -m landscape_pl ([\w-]+) .*--config", config.read_text())
-    return usage.group(1) if usage else "fit"
 
 
 @pytest.mark.parametrize("config", ALL_CONFIGS, ids=[f"{p.parent.name}/{p.name}" for p in ALL_CONFIGS])

@@ -4,22 +4,20 @@ The lines folder comes from the real ``lines`` command (one epoch, 7 points), th
 real ``plane`` command (a 5 x 5 grid through the digits endpoints), the trajectory folder from the real
 ``trajectory-experiment`` of configs/trajectory/digits_inits.yaml (2 epochs instead of 6); the study
 folder is written with the study's own writers (path CSV, curve summaries, report, ensemble tables)
-from synthetic profiles, because a real study takes minutes.
+from synthetic profiles with exact numbers (tests/test_recipes.py also runs it on the real small twin).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
-from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from conftest import ROOT, execute, outputs
 from landscape_pl.cli import main
 from landscape_pl.commands.curve import curve_summary, write_ensembles
 from landscape_pl.io import write_json, write_path_csv
@@ -27,44 +25,7 @@ from landscape_pl.paths import Row
 from landscape_pl.study.alignment import CLASSES
 from landscape_pl.study.report import write_report
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ROOT / "notebooks"
 GROUPS = ("features.0", "features.3", "features.6")
-
-
-@pytest.fixture(scope="module")
-def kernel_dirs(tmp_path_factory) -> Path:
-    """A python3 kernel spec of this very interpreter, first on JUPYTER_PATH: the notebooks run where
-    landscape_pl is installed even on a machine whose only python3 kernel belongs to another Python."""
-    import ipykernel.kernelspec
-
-    prefix = tmp_path_factory.mktemp("jupyter")
-    ipykernel.kernelspec.install(kernel_name="python3", prefix=str(prefix))
-    kernel = json.loads((prefix / "share/jupyter/kernels/python3/kernel.json").read_text())
-    assert kernel["argv"][0] == sys.executable
-    return prefix / "share" / "jupyter"
-
-
-def execute(name: str, variable: str, folder: Path, kernel_dirs: Path, monkeypatch) -> nbformat.NotebookNode:
-    """Run notebooks/<name>.ipynb as Jupyter would (from notebooks/), reading ``folder``; outputs by cell."""
-    monkeypatch.setenv("JUPYTER_PATH", str(kernel_dirs))
-    monkeypatch.setenv(variable, str(folder))
-    notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-    assert all(not cell.get("outputs") for cell in notebook.cells), f"{name}.ipynb is committed with outputs"
-    NotebookClient(notebook, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-    return notebook
-
-
-def outputs(notebook: nbformat.NotebookNode, kind: str) -> list[str]:
-    """Every output of one MIME type (``image/png``, ``text/markdown``) or, with ``stream``, printed text."""
-    found = []
-    for cell in notebook.cells:
-        for output in cell.get("outputs", []):
-            if kind == "stream" and output.output_type == "stream":
-                found.append(output.text)
-            elif kind in output.get("data", {}):
-                found.append(output.data[kind])
-    return found
 
 
 def synthetic_study(root: Path) -> dict:

@@ -1,0 +1,90 @@
+"""Every paper recipe in configs/ has a small twin on data that needs no download, and every twin
+runs end to end through the CLI exactly as its usage line says (only ``--out`` is redirected)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import CONFIGS, ROOT, command_of, execute, outputs
+from landscape_pl.cli import main
+
+STUDY_COMMANDS = ("study", "lines", "trajectory-experiment", "connect", "sweep")
+MARK = re.compile(r"^# Small twin of: (.*)$", re.MULTILINE)
+
+
+def twin_targets(config: Path) -> list[Path] | None:
+    """The recipes a config is the small twin of (globs resolved), or None if it is not a twin."""
+    mark = MARK.search(config.read_text())
+    if mark is None:
+        return None
+    patterns = [token for token in mark.group(1).split() if token.endswith(".yaml")]
+    return [path for pattern in patterns for path in sorted(ROOT.glob(pattern))]
+
+
+RECIPES = [p for p in sorted(CONFIGS.glob("*/*.yaml")) if command_of(p) in STUDY_COMMANDS]
+TWINS = [p for p in RECIPES if twin_targets(p) is not None]
+
+
+def test_every_paper_recipe_has_a_small_twin() -> None:
+    covered = {target for twin in TWINS for target in twin_targets(twin)}
+    for twin in TWINS:
+        patterns = MARK.search(twin.read_text()).group(1)
+        assert twin_targets(twin), f"{twin.name}: 'Small twin of: {patterns}' names no config"
+    uncovered = [str(p.relative_to(ROOT)) for p in RECIPES if p not in covered and p not in TWINS]
+    assert not uncovered, f"recipes without a small twin: {uncovered}"
+    assert len(TWINS) >= 10  # alignment, straight line, MLI, 3 trajectory, 4 DSS connect, DSS sweep
+
+
+def check_study(out: Path) -> None:
+    report = json.loads((out / "report" / "report.json").read_text())
+    with (out / "report" / "tables.csv").open() as handle:
+        assert [r["class"] for r in csv.DictReader(handle)] == ["unaligned", "aligned", "pam_unaligned", "pam_aligned"]
+    # the acceptance: aligned at least as accurate along the curve, or a plain statement that it is not
+    assert re.match(r"(aligned curves are at least as accurate|on this data aligned curves are NOT as accurate)", report["verdict"])
+
+
+def check_lines(out: Path) -> None:
+    text = (out / "report" / "report.md").read_text()
+    assert "| train |" in text and "| test |" in text
+
+
+def check_trajectory(out: Path) -> None:
+    pca = json.loads((out / "report" / "pca.json").read_text())
+    assert 0.0 < pca["explained_first_2"] <= pca["explained_top_10"] <= 1.0 + 1e-9
+
+
+def check_connect(out: Path) -> None:
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verdict"] in ("connected", "not connected within budget")
+    assert summary["normalized_length"] >= 1.0  # a string is never shorter than the straight segment
+
+
+def check_sweep(out: Path) -> None:
+    with (out / "sweep.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) >= 2
+
+
+CHECKS = {"study": check_study, "lines": check_lines, "trajectory-experiment": check_trajectory,
+          "connect": check_connect, "sweep": check_sweep}
+NOTEBOOKS = {"study": ("alignment_study", "LANDSCAPE_STUDY_DIR"), "lines": ("paths", "LANDSCAPE_LINES_DIR"),
+             "trajectory-experiment": ("trajectory", "LANDSCAPE_TRAJECTORY_DIR")}
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=[f"{p.parent.name}/{p.name}" for p in TWINS])
+def test_small_twin_runs_end_to_end(twin: Path, tmp_path: Path, monkeypatch, kernel_dirs: Path) -> None:
+    """The twin's command, its output checked, and the notebook that reads such output run on it."""
+    monkeypatch.chdir(ROOT)  # the usage lines run from the repository root
+    command = command_of(twin)
+    main([command, "--config", str(twin.relative_to(ROOT)), f"--out={tmp_path}"])
+    CHECKS[command](tmp_path)
+    if command in NOTEBOOKS:
+        notebook = execute(*NOTEBOOKS[command], tmp_path, kernel_dirs, monkeypatch)
+        assert outputs(notebook, "image/png")
+        if command == "study":
+            verdict = json.loads((tmp_path / "report" / "report.json").read_text())["verdict"]
+            assert any(verdict in table for table in outputs(notebook, "text/markdown"))
