@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:  # files, not windows, from scripts and clusters; notebooks keep inline figures
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from landscape_pl.paths.evaluate import Row  # noqa: E402
