@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -79,8 +80,9 @@ def fit_run(config: str | Path, root: str | Path, *overrides: str) -> Path:
     existing = sorted(root.glob("lightning_logs/version_*/checkpoints/last.ckpt"))
     if existing:
         return existing[-1]
+    progress = str(sys.stderr.isatty()).lower()  # bars on a terminal, not in logs (overrides may say otherwise)
     LandscapeCLI(args=["fit", "--config", str(config), f"--trainer.default_root_dir={root}",
-                       "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", *overrides])
+                       f"--trainer.enable_progress_bar={progress}", "--trainer.enable_model_summary=false", *overrides])
     found = sorted(root.glob("lightning_logs/version_*/checkpoints/last.ckpt"))
     if not found:
         raise LandscapeError(f"fit of {config} wrote no last.ckpt under {root}: add a ModelCheckpoint with save_last: true")
