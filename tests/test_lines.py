@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
 from landscape_pl.cli import main
 from landscape_pl.io import read_path_csv
 
@@ -65,6 +69,7 @@ def test_lines_report_resume_and_rerun_of_the_changed_stage(tmp_path: Path, caps
     (["--line=false", "--mli=[]"], "nothing to do"),
     (["--t_range=[2.0, -1.0]"], "t_max=-1.0 must be greater than t_min=2.0"),
     (["--points=1"], "points=1"),
+    (["--points=5"], "points=5 on t_range=[-1.0, 2.0] misses t = [0.0, 1.0]"),
     (["--endpoints={mlp: configs/nowhere.yaml}"], "configs/nowhere.yaml"),
 ])
 def test_bad_settings_are_refused_before_training(tmp_path: Path, capsys, options, message) -> None:
@@ -72,3 +77,24 @@ def test_bad_settings_are_refused_before_training(tmp_path: Path, capsys, option
         main(["lines", f"--out={tmp_path / 'lines'}", *options])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "lines" / "endpoints").exists()
+
+
+def test_lines_on_two_ddp_processes_equals_one_process_evaluation(tmp_path: Path) -> None:
+    """Endpoints fitted with DDP on 2 CPU processes (gloo) inside a study; the line's t grid split across
+    both ranks and gathered gives the path.csv of a single-process evaluation of the same endpoints."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "landscape_pl",
+         *lines_args(out), "--mli=[]",
+         "--overrides=[--trainer.strategy=ddp, --trainer.devices=2, --trainer.accelerator=cpu, --trainer.limit_train_batches=4]"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ends = [next(out.glob(f"endpoints/mlp/seed{s}/lightning_logs/version_0/checkpoints/last.ckpt")) for s in (1, 2)]
+    import torch
+
+    assert all(torch.load(e, weights_only=False)["global_step"] == 4 for e in ends)  # 4 batches per rank, 2 ranks
+    main(["interpolate", "--start", str(ends[0]), "--end", str(ends[1]), "--out", str(tmp_path / "one"), "--points=7",
+          "--accelerator=cpu", "--progress=false", "--tensorboard=false"])
+    assert (out / "line" / "mlp" / "path.csv").read_text() == (tmp_path / "one" / "path.csv").read_text()
+    assert len(read_csv(out / "report" / "lines.csv")) == 2

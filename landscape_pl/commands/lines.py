@@ -69,8 +69,12 @@ def lines(
     configs = {name: find_config(config) for name, config in endpoints.items()}
     fits = [*overrides] + ([] if epochs is None else [f"--trainer.max_epochs={epochs}"])
     grid = (float(t_range[0]), float(t_range[1]), points) if line else None
-    if grid is not None:
-        t_grid(*grid)  # a bad grid fails now, not after the endpoints are trained
+    if grid is not None:  # a bad grid fails now, not after the endpoints are trained
+        ts = t_grid(*grid)
+        missing = [end for end in (0.0, 1.0) if ts[0] <= end <= ts[-1] and end not in ts]
+        if missing:
+            raise LandscapeError(f"points={points} on t_range={list(t_range)} misses t = {missing}, where the endpoints "
+                                 "are: choose points so that (t_max - t_min) / (points - 1) divides 1 (e.g. 91 on [-1, 2])")
     run_stages(line_stages(root, configs, seeds, fits, grid, mli, mli_points, splits, bn_batches, accelerator), root)
     report = root / "report"
     print((report / "report.md").read_text())
