@@ -89,6 +89,15 @@ def test_step_budget_is_named_when_it_stops_a_bead(cyclic):
     assert summary["reason"].endswith("after 40 steps (training step budget spent (40 steps))")
 
 
+def test_constrained_variant_stops_when_its_step_budget_is_spent(cyclic):
+    out = cyclic["root"] / "constrained_step_budget"
+    summary = connect("--start", str(cyclic["base"]), "--end", str(cyclic["swapped"]), "--out", str(out), *CYCLIC_ARGS,
+                      algorithm="constrained", bead_steps=30, check_every=10, max_steps=30, max_rounds=6)
+    assert summary["verdict"] == NOT_CONNECTED
+    assert summary["reason"] == "training step budget spent (30 steps)" and summary["training_steps"] == 30
+    assert json.loads((out / "string.json").read_text())["progress"]["rounds"] == 1  # no empty rounds after the budget
+
+
 def test_end_permutation_is_the_explicit_swap(cyclic, capsys):
     out = cyclic["root"] / "permuted"
     error_of(capsys, "--start", str(cyclic["base"]), "--end_permutation", '{"layers.1": [1, 0, 2]}', "--threshold", "1e-9",
@@ -259,6 +268,7 @@ def test_identical_ends_are_refused(cyclic, capsys):
     ("--threshold", "0", "threshold=0.0"), ("--threshold", "-1", "threshold=-1.0"),
     ("--max_beads", "0", "max_beads=0"), ("--max_steps", "0", "max_steps=0"), ("--max_depth", "0", "max_depth=0"),
     ("--alpha", "1.5", "alpha=1.5"),
+    ("--alpha", "1.0", "alpha=1.0"),
 ])
 def test_bad_settings_are_refused(cyclic, capsys, option, value, message):
     argv = ["--start", str(cyclic["base"]), "--end", str(cyclic["perturbed"]), "--data", CYCLIC, "--out", str(cyclic["root"] / "bad")]

@@ -40,7 +40,7 @@ def test_every_paper_recipe_has_a_small_twin() -> None:
     assert len(TWINS) >= 10  # alignment, straight line, MLI, 3 trajectory, 4 DSS connect, DSS sweep
 
 
-def check_study(out: Path) -> None:
+def check_study(out: Path, twin: Path) -> None:
     report = json.loads((out / "report" / "report.json").read_text())
     with (out / "report" / "tables.csv").open() as handle:
         assert [r["class"] for r in csv.DictReader(handle)] == ["unaligned", "aligned", "pam_unaligned", "pam_aligned"]
@@ -48,25 +48,32 @@ def check_study(out: Path) -> None:
     assert re.match(r"(aligned curves are at least as accurate|on this data aligned curves are NOT as accurate)", report["verdict"])
 
 
-def check_lines(out: Path) -> None:
+def check_lines(out: Path, twin: Path) -> None:
     text = (out / "report" / "report.md").read_text()
     assert "| train |" in text and "| test |" in text
 
 
-def check_trajectory(out: Path) -> None:
+def check_trajectory(out: Path, twin: Path) -> None:
     pca = json.loads((out / "report" / "pca.json").read_text())
     assert 0.0 < pca["explained_first_2"] <= pca["explained_top_10"] <= 1.0 + 1e-9
 
 
-def check_connect(out: Path) -> None:
+def check_connect(out: Path, twin: Path) -> None:
+    """The verdict the recipe's comment promises (appendix D's swap: not connected), a length >= 1."""
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["verdict"] in ("connected", "not connected within budget")
+    expected = "not connected within budget" if "not connected within budget" in twin.read_text() else "connected"
+    assert summary["verdict"] == expected
     assert summary["normalized_length"] >= 1.0  # a string is never shorter than the straight segment
 
 
-def check_sweep(out: Path) -> None:
+def check_sweep(out: Path, twin: Path) -> None:
+    """Every pair connects at every threshold, and a lower L0 never needs fewer beads."""
     with (out / "sweep.csv").open() as handle:
-        assert len(list(csv.DictReader(handle))) >= 2
+        rows = list(csv.DictReader(handle))
+    assert len(rows) >= 2 and all(float(r["connected_share"]) == 1.0 for r in rows)
+    by_threshold = sorted(rows, key=lambda r: -float(r["threshold"]))
+    beads = [float(r["mean_beads"]) for r in by_threshold]
+    assert beads == sorted(beads)
 
 
 CHECKS = {"study": check_study, "lines": check_lines, "trajectory-experiment": check_trajectory,
@@ -81,7 +88,7 @@ def test_small_twin_runs_end_to_end(twin: Path, tmp_path: Path, monkeypatch, ker
     monkeypatch.chdir(ROOT)  # the usage lines run from the repository root
     command = command_of(twin)
     main([command, "--config", str(twin.relative_to(ROOT)), f"--out={tmp_path}"])
-    CHECKS[command](tmp_path)
+    CHECKS[command](tmp_path, twin)
     if command in NOTEBOOKS:
         notebook = execute(*NOTEBOOKS[command], tmp_path, kernel_dirs, monkeypatch)
         assert outputs(notebook, "image/png")

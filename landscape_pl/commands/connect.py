@@ -30,8 +30,8 @@ from landscape_pl.search.training import train_bead
 def check_settings(threshold: float, alpha: float, points: int, budgets: dict[str, int | None]) -> None:
     if not threshold > 0:
         raise LandscapeError(f"threshold={threshold}: L0 must be a loss level above 0")
-    if not 0 < alpha <= 1:
-        raise LandscapeError(f"alpha={alpha}: beads are trained to alpha * L0 with 0 < alpha <= 1 (the paper uses alpha < 1)")
+    if not 0 < alpha < 1:
+        raise LandscapeError(f"alpha={alpha}: beads are trained to alpha * L0 with 0 < alpha < 1, below L0 with room to spare")
     if points < 3:
         raise LandscapeError(f"points={points}: a segment needs at least 3 grid points to have an interior maximum")
     for name, value in budgets.items():

@@ -114,8 +114,9 @@ def constrained(job: Job, zeta: float, kappa: float) -> str | None:
                 return None
             if string.progress["rounds"] >= job.budget.rounds:
                 return f"round budget spent ({job.budget.rounds} rounds)"
-            if (job.steps_left() or 1) <= 0:
-                return budget_spent(job)
+            left = job.steps_left()
+            if left is not None and left <= 0:
+                return f"training step budget spent ({job.budget.steps} steps)"
             insert_round(job, max(job.threshold, *losses))
             string.progress["phase"] = "train"
             string.save()
