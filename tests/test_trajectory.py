@@ -145,3 +145,24 @@ def test_clone_experiment_runs_share_their_first_k_epochs_exactly(tmp_path):
     lines = (out / "report/snapshots.csv").read_text().splitlines()
     assert lines[0].startswith("run,step,epoch,from_origin,from_init,pc1") and len(lines) == 9
     assert (out / "clone0/lightning_logs/version_0/checkpoints/init.ckpt").is_file()
+
+
+def test_experiment_rerun_with_more_epochs_resumes_its_runs_in_place(tmp_path):
+    """An interrupted (here: shorter) run is not taken for finished: the rerun trains it on from its
+    last checkpoint, the recorder appends, and the report covers every epoch; a finished run is kept."""
+    out = tmp_path / "inits"
+    args = ["trajectory-experiment", "--config", str(ROOT / "configs/trajectory/digits_inits.yaml"), f"--out={out}",
+            "--runs=1", "--progress=false"]
+    main([*args, "--epochs=1"])
+    assert json.loads((out / "report/pca.json").read_text())["snapshots"] == 2
+    early = SnapshotStore(next(out.glob("*/trajectory")))
+    first_two = [early.read(i) for i in range(2)]
+    main([*args, "--epochs=3"])
+    store = SnapshotStore(next(out.glob("*/trajectory")))
+    assert [s["epoch"] for s in store.snapshots] == [0, 1, 2, 3]
+    assert all(np.array_equal(store.read(i), first_two[i]) for i in range(2))  # appended, not retrained
+    assert json.loads((out / "report/pca.json").read_text())["snapshots"] == 4
+    last = next(out.glob("*/lightning_logs/version_0/checkpoints/last.ckpt"))
+    stamp = last.stat().st_mtime_ns
+    main([*args, "--epochs=3"])
+    assert last.stat().st_mtime_ns == stamp and len(list(out.glob("*/lightning_logs/version_*"))) == 1

@@ -72,18 +72,18 @@ def device(accelerator: str) -> torch.device:
 def fit_run(config: str | Path, root: str | Path, *overrides: str) -> Path:
     """``fit`` through the CLI (as a user would) into ``root``; returns its last.ckpt.
 
-    A run that already has a last.ckpt is returned as it is: nothing finished is recomputed.
+    A run that already has a last.ckpt is resumed in place (``--ckpt_path last``): an interrupted
+    run trains on to its ``max_epochs`` and a finished one returns at once, so nothing finished is
+    recomputed and nothing half-done is taken for finished.
     """
     from landscape_pl.cli import LandscapeCLI
 
     root = Path(root)
-    existing = sorted(root.glob("lightning_logs/version_*/checkpoints/last.ckpt"))
-    if existing:
-        return existing[-1]
+    resume = ["--ckpt_path=last"] if list(root.glob("lightning_logs/version_*/checkpoints/last.ckpt")) else []
     progress = str(sys.stderr.isatty()).lower()  # bars on a terminal, not in logs (overrides may say otherwise)
     LandscapeCLI(args=["fit", "--config", str(config), f"--trainer.default_root_dir={root}",
-                       f"--trainer.enable_progress_bar={progress}", "--trainer.enable_model_summary=false", *overrides])
-    found = sorted(root.glob("lightning_logs/version_*/checkpoints/last.ckpt"))
+                       f"--trainer.enable_progress_bar={progress}", "--trainer.enable_model_summary=false", *overrides, *resume])
+    found = sorted(root.glob("lightning_logs/version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
     if not found:
         raise LandscapeError(f"fit of {config} wrote no last.ckpt under {root}: add a ModelCheckpoint with save_last: true")
     return found[-1]

@@ -53,7 +53,10 @@ def evaluate(network: nn.Module, batches: Iterable, task: Task) -> tuple[float, 
         correct += task.correct(outputs, y)
         count += len(y)
     loss = (loss_sum / count).item()
-    return loss, (correct.item() / count if task.has_accuracy else None)
+    if not task.has_accuracy:
+        return loss, None
+    # argmax of overflowed logits is arbitrary: a non-finite point has no accuracy either
+    return loss, (correct.item() / count if math.isfinite(loss) else math.nan)
 
 
 @dataclass
