@@ -3,6 +3,7 @@
     python bench/curve.py                        # TinyTen, batch 128, CPU, random 32x32 data
     python bench/curve.py --model vgg16bn --batch 32 --repeats 4 --points 11   # a few minutes on 2 cores
     python bench/curve.py --accuracy             # t-group choices: mean accuracy along digits curves
+    python bench/curve.py --device cuda          # the same on one GPU (modules and data on it, timings synchronized)
 
 Ratios (targets): curve step / endpoint step (<= 1.05); per-sample t with the default t-groups /
 one t per batch (<= 1.15), plus one t per example; evaluation of N points / N x (BatchNorm pass +
@@ -42,6 +43,16 @@ def endpoints(model: str, folder: Path) -> tuple[str, str]:
     return paths[0], paths[1]
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so a timing covers the work and not only its launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def random_batches(count: int, batch: int, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(torch.randn(batch, 3, 32, 32).to(device), torch.randint(0, 10, (batch,)).to(device)) for _ in range(count)]
+
+
 def stepper(module, batches):
     """One optimizer step of ``module`` as Lightning's automatic optimization does it (minus the loop)."""
     optimizer = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
@@ -54,30 +65,33 @@ def stepper(module, batches):
     return step
 
 
-def timed(step, steps: int) -> float:
+def timed(step, steps: int, device: torch.device) -> float:
+    synchronize(device)
     start = time.perf_counter()
     for i in range(steps):
         step(i)
+    synchronize(device)
     return time.perf_counter() - start
 
 
-def median_ratios(variants: dict, pairs: list[tuple[str, str]], steps: int, repeats: int) -> dict:
-    for step in variants.values():  # warm-up
+def median_ratios(variants: dict, pairs: list[tuple[str, str]], steps: int, repeats: int, device: torch.device) -> dict:
+    for step in variants.values():  # warm-up (on a GPU also cuDNN's algorithm choice and the caching allocator)
         step(0)
+    synchronize(device)
     times: dict[str, list[float]] = {name: [] for name in variants}
     names = list(variants)
     for repeat in range(repeats):  # interleaved, the order rotated each repeat so no variant always runs first
         for name in names[repeat % len(names):] + names[: repeat % len(names)]:
-            times[name].append(timed(variants[name], steps))
+            times[name].append(timed(variants[name], steps, device))
     for name, values in times.items():
         print(f"  {name:<34} median {statistics.median(values) / steps * 1000:8.1f} ms/step")
     return {f"{a} / {b}": statistics.median(x / y for x, y in zip(times[a], times[b])) for a, b in pairs}
 
 
-def training(model: str, a: str, b: str, batch: int, steps: int, repeats: int, groups: int) -> dict:
+def training(model: str, a: str, b: str, batch: int, steps: int, repeats: int, groups: int, device: torch.device) -> dict:
     torch.manual_seed(0)
-    batches = [(torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))) for _ in range(2)]
-    endpoint = EndpointModule(MODELS[model](), task="classification")
+    batches = random_batches(2, batch, device)
+    endpoint = EndpointModule(MODELS[model](), task="classification").to(device)
     endpoint.network.train()
     curves = {
         "curve, one t per batch": CurveModule(a, b, t_groups=1),
@@ -86,22 +100,24 @@ def training(model: str, a: str, b: str, batch: int, steps: int, repeats: int, g
     }
     if model == "tinyten":
         curves["curve, one t per example (vmap)"] = CurveModule(a, b, t_groups=-1)
+    for module in curves.values():
+        module.to(device).ready_network()  # the network copy follows the control points' device
     variants = {"endpoint": stepper(endpoint, batches)} | {name: stepper(m, batches) for name, m in curves.items()}
     names = list(curves)
     pairs = [(names[0], "endpoint"), (names[1], names[0]), (names[2], names[0])] + ([(names[3], names[0])] if len(names) > 3 else [])
-    return median_ratios(variants, pairs, steps, repeats)
+    return median_ratios(variants, pairs, steps, repeats, device)
 
 
-def evaluation(a: str, b: str, batch: int, points: int, bn_batches: int, eval_batches: int, repeats: int) -> dict:
+def evaluation(a: str, b: str, batch: int, points: int, bn_batches: int, eval_batches: int, repeats: int,
+               device: torch.device) -> dict:
     torch.manual_seed(0)
-    train = [(torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))) for _ in range(bn_batches)]
-    test = [(torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))) for _ in range(eval_batches)]
+    train, test = random_batches(bn_batches, batch, device), random_batches(eval_batches, batch, device)
     task = get_task("classification")
-    module = CurveModule(a, b)
+    module = CurveModule(a, b).to(device)
     network, path = module.evaluation_path()
     ts = torch.linspace(0, 1, points).tolist()
     run = Evaluation({"test": test}, task, bn_data=train, progress=False)
-    plain = MODELS[module.spec["class_path"].rsplit(".", 1)[1].lower()]()
+    plain = MODELS[module.spec["class_path"].rsplit(".", 1)[1].lower()]().to(device)
 
     def floor(_: int) -> None:
         for _ in ts:
@@ -109,16 +125,17 @@ def evaluation(a: str, b: str, batch: int, points: int, bn_batches: int, eval_ba
             evaluate(plain, test, task)
 
     variants = {"curve evaluation": lambda _: run.path(network, path, ts), "floor": floor}
-    return median_ratios(variants, [("curve evaluation", "floor")], 1, repeats)
+    return median_ratios(variants, [("curve evaluation", "floor")], 1, repeats, device)
 
 
-def accuracy(epochs: int) -> None:
+def accuracy(epochs: int, device: torch.device) -> None:
     """Mean/min test accuracy along TinyNet (BatchNorm) curves on digits for each t-group choice, and step time."""
     from landscape_pl.cli import main
     from landscape_pl.commands.curve import curve
 
     root = Path(tempfile.mkdtemp(prefix="bench_curve_"))
-    quiet = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+    accelerator = "gpu" if device.type == "cuda" else "cpu"
+    quiet = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", f"--trainer.accelerator={accelerator}"]
     ends = []
     for seed in (1, 2):
         main(["fit", "--config", "configs/digits/tinynet.yaml", f"--trainer.default_root_dir={root / f'end{seed}'}",
@@ -132,7 +149,8 @@ def accuracy(epochs: int) -> None:
               f"--trainer.default_root_dir={folder}", *quiet])
         seconds = time.perf_counter() - start
         ckpt = next(folder.glob("lightning_logs/version_0/checkpoints/last.ckpt"))
-        test = curve(str(ckpt), out=str(folder / "eval"), points=21, progress=False, tensorboard=False)["test"]
+        test = curve(str(ckpt), out=str(folder / "eval"), points=21, accelerator="cuda" if device.type == "cuda" else "cpu",
+                     progress=False, tensorboard=False)["test"]
         print(f"t_groups={groups:>3}: mean test accuracy {test['mean_accuracy']:.4f}, min {test['min_accuracy']:.4f}, "
               f"mean test loss {test['mean_loss']:.4f}, fit {seconds:.0f} s ({epochs} epochs)")
 
@@ -149,19 +167,34 @@ def main() -> None:
     parser.add_argument("--eval-batches", type=int, default=1, help="batches of the evaluation pass at each t")
     parser.add_argument("--eval-repeats", type=int, default=3, help="timed repeats of the evaluation comparison")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda / cuda:N: modules and data on that device")
     parser.add_argument("--accuracy", action="store_true", help="compare t-group choices on digits curves instead")
     parser.add_argument("--epochs", type=int, default=10, help="curve epochs of --accuracy")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device {args.device}: use cpu or cuda[:N]")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            parser.error(f"--device {args.device}: no CUDA device is available here")
+        if device.index is not None:
+            torch.cuda.set_device(device)
+        where = f"GPU {torch.cuda.get_device_name(device)}"
+    elif device.type == "cpu":
+        where = f"{torch.get_num_threads()} threads, CPU"
+    else:
+        parser.error(f"--device {args.device}: use cpu or cuda[:N]")
     if args.accuracy:
-        return accuracy(args.epochs)
-    print(f"{args.model}, batch {args.batch}, {args.steps} steps x {args.repeats} repeats, {torch.get_num_threads()} threads, CPU")
+        return accuracy(args.epochs, device)
+    print(f"{args.model}, batch {args.batch}, {args.steps} steps x {args.repeats} repeats, {where}")
     with tempfile.TemporaryDirectory() as folder:
         a, b = endpoints(args.model, Path(folder))
-        ratios = training(args.model, a, b, args.batch, args.steps, args.repeats, args.groups)
+        ratios = training(args.model, a, b, args.batch, args.steps, args.repeats, args.groups, device)
         print(f"evaluation: {args.points} points, BatchNorm pass {args.bn_batches} batches + evaluation {args.eval_batches} batches of {args.batch}")
-        ratios |= evaluation(a, b, args.batch, args.points, args.bn_batches, args.eval_batches, args.eval_repeats)
+        ratios |= evaluation(a, b, args.batch, args.points, args.bn_batches, args.eval_batches, args.eval_repeats, device)
     for name, ratio in ratios.items():
         print(f"{name:<72} {ratio:.3f}")
 

@@ -39,7 +39,8 @@ class PathEvaluation(L.Callback):
         every_n_epochs: evaluate after every this many epochs (0: only at the end of fit).
         t_min: first t of the grid.
         t_max: last t of the grid.
-        points: grid points, ends included.
+        points: grid points from t_min to t_max, ends included; 61 by default, as the ``curve``
+            command (the alignment paper's grid on [0, 1]). Configs may set fewer for speed.
         splits: data splits to evaluate on.
         move: which entries move along the line: all, weights, biases, or a regular expression.
         hold: where the other entries stay: the start's values or the end's.
@@ -55,7 +56,7 @@ class PathEvaluation(L.Callback):
         every_n_epochs: int = 1,
         t_min: float = 0.0,
         t_max: float = 1.0,
-        points: int = 11,
+        points: int = 61,
         splits: list[str] = ["train", "test"],  # noqa: B006 - jsonargparse needs a literal default
         move: str = "all",
         hold: Literal["start", "end"] = "start",
