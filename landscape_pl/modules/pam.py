@@ -62,7 +62,8 @@ class PAMModule(L.LightningModule):
         projection_iterations: alternating projections after each step (at least; more until feasible).
         init_permutation: "identity" (PAM Unaligned), "activation" or "weight" (PAM Aligned: the
             alignment of the end to the start), or the path of a permutation.json written by ``align``.
-        alignment_fraction: share of the training data used by activation alignment.
+        alignment_fraction: share of the training data used by activation alignment: the seeded random
+            subset ``align --fraction`` takes (its default seed 0), so P(0) is the permutation ``align`` writes.
         t_groups: t values per batch; each group of examples has its own t (as in CurveModule).
         t_seed: seed of the t draws (keyed by step, so resuming draws the same t).
         objective_points: t grid on [0, 1] of the fixed-sample objective logged per iteration.
@@ -177,8 +178,9 @@ class PAMModule(L.LightningModule):
         if choice == "identity":
             return
         if choice in ("activation", "weight"):
-            loader = self.trainer.datamodule.eval_dataloader("train")
-            batches = list(islice(loader, max(1, round(self.hparams.alignment_fraction * len(loader)))))
+            from landscape_pl.commands.align import alignment_batches  # the subset `align --fraction` uses
+
+            batches = alignment_batches(self.trainer.datamodule, self.hparams.alignment_fraction, 0) if choice == "activation" else None
             found = find_permutation(self.network, self.end_network, choice, batches, self.permutation_spec)
         elif Path(choice).is_file():
             saved = json.loads(Path(choice).read_text())
