@@ -1,4 +1,6 @@
-"""Curves under DDP on 2 CPU processes (gloo): training through the Trainer, the t grid split across ranks."""
+"""Grids under DDP on 2 CPU processes (gloo): curve training through the Trainer; the t grids of
+``curve`` and ``interpolate`` and the plane grid of ``plane`` split across ranks, rank 0 writing the
+gathered result, which equals a single process's byte for byte."""
 
 from __future__ import annotations
 
@@ -12,10 +14,16 @@ from landscape_pl.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(*args: str) -> None:
+def run(*args: str) -> str:
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def torchrun(*args: str) -> str:
+    """Both ranks' stdout; a command that joined the group prints its "wrote ..." line on rank 0 only."""
+    return run("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "landscape_pl", *args)
 
 
 def test_ddp_curve_training_and_gathered_evaluation(digits_bn_endpoints, tmp_path):
@@ -27,9 +35,35 @@ def test_ddp_curve_training_and_gathered_evaluation(digits_bn_endpoints, tmp_pat
         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false")
     (ckpt,) = (tmp_path / "fit").glob("lightning_logs/version_0/checkpoints/last.ckpt")
     options = ["--ckpt", str(ckpt), "--points", "7", "--accelerator", "cpu", "--progress", "false", "--tensorboard", "false"]
-    run("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "landscape_pl", "curve",
-        "--out", str(tmp_path / "two"), *options)
+    assert torchrun("curve", "--out", str(tmp_path / "two"), *options).count("wrote ") == 1
     main(["curve", "--out", str(tmp_path / "one"), *options])
     single = (tmp_path / "one" / "path.csv").read_text()
     assert (tmp_path / "two" / "path.csv").read_text() == single
     assert len(single.splitlines()) == 1 + 7 * 2
+
+
+def test_ddp_interpolate_writes_the_single_process_path(digits_endpoints, tmp_path):
+    # the ends go in a --config file: torchrun's own parser refuses "--start" after the script
+    # ("ambiguous option: --start could match --start-method, --start_method")
+    ends = tmp_path / "ends.yaml"
+    ends.write_text(f"start: {digits_endpoints.a}\nend: {digits_endpoints.b}\n")
+    options = ["--config", str(ends), "--points", "7", "--accelerator", "cpu", "--progress", "false", "--tensorboard", "false"]
+    assert torchrun("interpolate", "--out", str(tmp_path / "two"), *options).count("wrote ") == 1
+    main(["interpolate", "--out", str(tmp_path / "one"), *options])
+    single = (tmp_path / "one" / "path.csv").read_text()
+    assert (tmp_path / "two" / "path.csv").read_text() == single
+    assert len(single.splitlines()) == 1 + 7 * 2
+    assert (tmp_path / "two" / "summary.json").read_text() == (tmp_path / "one" / "summary.json").read_text()
+
+
+def test_ddp_plane_writes_the_single_process_grid(digits_bn_endpoints, tmp_path):
+    """BatchNorm nets: statistics recomputed at every grid point on whichever rank evaluates it."""
+    e = digits_bn_endpoints
+    options = ["--networks", f"[{e.a}, {e.b}, {e.a_init}]", "--points", "3", "--splits", "[train]",
+               "--accelerator", "cpu", "--progress", "false", "--tensorboard", "false"]
+    assert torchrun("plane", "--out", str(tmp_path / "two"), *options).count("wrote ") == 1
+    main(["plane", "--out", str(tmp_path / "one"), *options])
+    single = (tmp_path / "one" / "plane.csv").read_text()
+    assert (tmp_path / "two" / "plane.csv").read_text() == single
+    assert len(single.splitlines()) == 1 + 3 * 3
+    assert (tmp_path / "two" / "plane.json").read_text() == (tmp_path / "one" / "plane.json").read_text()

@@ -9,33 +9,23 @@ writes the gathered result. ``curve_point`` writes one point as an ordinary endp
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
 from landscape_pl.analysis.curve_metrics import curve_numbers
 from landscape_pl.commands.common import device, resolve_data
 from landscape_pl.commands.interpolate import short, t_grid
 from landscape_pl.data.base import LandscapeDataModule
-from landscape_pl.distributed import world
+from landscape_pl.distributed import join_launched_group, on_rank_zero
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network, read_checkpoint, save_network, write_json
 from landscape_pl.modules.curve import load_curve
 from landscape_pl.paths import Evaluation, Row, has_batchnorm, recompute_batchnorm
 from landscape_pl.reporting import log_path, path_summary, write_path_report, write_table
 from landscape_pl.tasks import Task
-
-
-def join_launched_group() -> None:
-    """Under torchrun (WORLD_SIZE > 1) join the process group, so the t grid is split across ranks."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
 def curve_summary(rows: list[Row], training_loss: float | None = None) -> dict:
@@ -89,7 +79,8 @@ def curve(
     )
     rows = evaluation.path(network, path, ts, desc="curve")
     summary = {"curve": ckpt, **curve_summary(rows, read_checkpoint(ckpt).get("training_loss"))}
-    if world()[0] == 0:
+
+    def write() -> None:
         write_path_report(rows, out, summary, title=f"curve {short(ckpt)}")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -97,6 +88,8 @@ def curve(
             with SummaryWriter(str(Path(out) / "tensorboard")) as writer:
                 log_path(writer, rows, path_summary(rows), "curve")
         print(f"wrote {Path(out) / 'path.csv'}, summary.json and path.png")
+
+    on_rank_zero(write)
     return summary
 
 

@@ -1,4 +1,7 @@
-"""``interpolate``: loss and accuracy along the straight line between two networks."""
+"""``interpolate``: loss and accuracy along the straight line between two networks.
+
+Under ``torchrun`` the t grid is split across ranks and rank 0 writes the gathered result.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import numpy as np
 
 from landscape_pl.commands.common import device, resolve_data, resolve_init
 from landscape_pl.data.base import LandscapeDataModule
+from landscape_pl.distributed import join_launched_group, on_rank_zero
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network
 from landscape_pl.paths import Evaluation, line
@@ -47,7 +51,7 @@ def interpolate(
     tensorboard: bool = True,
     progress: bool = True,
 ) -> dict:
-    """Evaluate θ(t) = (1 - t) θ_start + t θ_end on a grid of t; write path.csv, summary.json, path.png.
+    """Evaluate θ(t) = (1 - t) θ_start + t θ_end on a grid of t; write path.csv, summary.json, path.png (rank 0).
 
     Args:
         start: checkpoint at t = 0, or "init" for the initialization saved next to ``end``.
@@ -67,6 +71,7 @@ def interpolate(
         tensorboard: also log the numbers and the figure to TensorBoard.
         progress: show a progress bar.
     """
+    join_launched_group()
     start, end = resolve_init(start, end), resolve_init(end, start)
     ts = t_grid(t_min, t_max, points)
     a, b = load_network(start), load_network(end)
@@ -83,11 +88,15 @@ def interpolate(
     )
     rows = evaluation.path(network, path, ts, desc="interpolate")
     summary = {"start": start, "end": end, "move": move, "hold": hold, **path_summary(rows, mli_tolerance)}
-    write_path_report(rows, out, summary, title=f"{short(start)} → {short(end)} ({move})")
-    if tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
 
-        with SummaryWriter(str(Path(out) / "tensorboard")) as writer:
-            log_path(writer, rows, path_summary(rows, mli_tolerance), "interpolate")
-    print(f"wrote {Path(out) / 'path.csv'}, summary.json and path.png")
+    def write() -> None:
+        write_path_report(rows, out, summary, title=f"{short(start)} → {short(end)} ({move})")
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            with SummaryWriter(str(Path(out) / "tensorboard")) as writer:
+                log_path(writer, rows, path_summary(rows, mli_tolerance), "interpolate")
+        print(f"wrote {Path(out) / 'path.csv'}, summary.json and path.png")
+
+    on_rank_zero(write)
     return summary

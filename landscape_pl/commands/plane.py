@@ -1,7 +1,8 @@
-"""``plane``: loss and accuracy on the plane through three networks (or around one, along random
-filter-normalized directions), as a CSV grid, contour plots with the networks and a curve drawn on
-them, and a TensorBoard figure. Grid points go through the shared ``Evaluation.points`` (BatchNorm
-recomputed per point, points split across DDP ranks)."""
+"""``plane``: loss and accuracy on the plane through three networks (or through a trained curve's ends
+and control point, or around one network along random filter-normalized directions), as a CSV grid,
+contour plots with the networks and a curve drawn on them, and a TensorBoard figure. Grid points go
+through the shared ``Evaluation.path`` (BatchNorm recomputed per point, points split across DDP
+ranks under ``torchrun``; rank 0 writes the files)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,20 @@ import math
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
 
 from landscape_pl.commands.common import device, resolve_data
-from landscape_pl.commands.interpolate import short
+from landscape_pl.commands.interpolate import short, t_grid
 from landscape_pl.commands.trajectory import distinct_labels
 from landscape_pl.data.base import LandscapeDataModule
+from landscape_pl.distributed import join_launched_group, on_rank_zero
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network, write_json
+from landscape_pl.modules.curve import load_curve
 from landscape_pl.paths import Anchors, Evaluation, Row
+from landscape_pl.paths.anchors import StateDict
+from landscape_pl.paths.curves import Curve
 from landscape_pl.paths.plane import Plane, grid, plane_through, random_plane
 from landscape_pl.tasks import get_task
 
@@ -45,6 +52,50 @@ def project_curve(plane: Plane, paths: list[Path]) -> list[dict]:
         (x, y), off = plane.project(theta)
         points.append({"checkpoint": str(path), "x": x, "y": y, "distance_off_plane": off})
     return points
+
+
+def curve_anchors(ckpt: str, control: int | None) -> tuple[nn.Module, Curve, list[StateDict], list[str], int]:
+    """A trained curve's plane: (network, curve, [θ_start, θ_end, control point] as state dicts, their
+    sources, the control point's index).
+
+    The control point has only parameters; every anchor carries the evaluation network's BatchNorm
+    buffers (θ_start's), so with ``bn_batches=0`` the whole plane keeps θ_start's statistics, as
+    ``curve`` does along t. A curve with several control points needs ``control`` (1 = nearest the start).
+    """
+    module = load_curve(ckpt)
+    network, path = module.evaluation_path()
+    rows = path.anchors.matrix
+    controls = len(rows) - 2
+    if controls < 1:
+        raise LandscapeError(f"--curve_ckpt {ckpt!r} is a straight line (no control point) and spans no plane; "
+                             "give three networks with --networks instead")
+    if control is None and controls > 1:
+        raise LandscapeError(
+            f"--curve_ckpt {ckpt!r} has {controls} control points, and a plane goes through its two ends and one of "
+            f"them: pick it with --curve_control K (1 to {controls}, counted from the start); the curve's other points "
+            "may then lie off the plane (plane.json gives each one's distance_off_plane)")
+    control = 1 if control is None else control
+    if not 1 <= control <= controls:
+        raise LandscapeError(f"--curve_control={control}: {ckpt!r} has control points 1 to {controls}")
+    base = network.state_dict()
+    states = [{**base, **path.anchors.unflatten(rows[k])} for k in (0, len(rows) - 1, control)]
+    hparams = getattr(module, "hparams", {})
+    sources = [str(hparams.get("start", ckpt)), str(hparams.get("end", ckpt)), str(ckpt)]
+    return network, path, states, sources, control
+
+
+def project_path(plane: Plane, curve: Curve, points: int) -> list[dict]:
+    """The curve's own points at ``points`` evenly spaced t in [0, 1], combined in float64 from its
+    anchors, with their coordinates on the plane and their distance off it."""
+    ts = t_grid(0.0, 1.0, points)
+    thetas = curve.basis(torch.tensor(ts, dtype=torch.float64)).double() @ curve.anchors.matrix.double()
+    base = plane.anchors.unflatten(plane.anchors.matrix[0].double())
+    projected = []
+    for t, theta in zip(ts, thetas):
+        state = base | curve.anchors.unflatten(theta)
+        (x, y), off = plane.project(torch.cat([state[n].reshape(-1) for n in plane.anchors.names]))
+        projected.append({"t": t, "x": x, "y": y, "distance_off_plane": off})
+    return projected
 
 
 def write_grid_csv(rows: list[Row], path: Path) -> None:
@@ -95,6 +146,7 @@ def plane_figure(rows: list[Row], xs: list[float], ys: list[float], marks: list[
 def plane(
     networks: list[str] | None = None,
     center: str | None = None,
+    curve_ckpt: str | None = None,
     out: str = "runs/plane",
     data: LandscapeDataModule | None = None,
     points: int = 21,
@@ -103,54 +155,76 @@ def plane(
     seed: int = 0,
     splits: list[str] = ["train", "test"],  # noqa: B006 - jsonargparse needs a literal default
     curve: list[str] | None = None,
+    curve_control: int | None = None,
+    curve_points: int = 21,
     labels: list[str] | None = None,
     bn_batches: int | None = None,
     accelerator: str = "auto",
     tensorboard: bool = True,
     progress: bool = True,
 ) -> dict:
-    """Loss and accuracy on a ``points`` x ``points`` grid of a plane; writes plane.csv, plane.json, plane.png.
+    """Loss and accuracy on a ``points`` x ``points`` grid of a plane; writes plane.csv, plane.json, plane.png (rank 0).
 
     Args:
         networks: three checkpoints θ1, θ2, θ3: the plane through them (θ1 at the origin, θ2 on the x axis).
         center: instead of ``networks``, one checkpoint: the plane of two random filter-normalized directions around it.
+        curve_ckpt: instead of ``networks``, a curve run's checkpoint (CurveModule or PAMModule): the plane through
+            its start (θ1, origin), end (θ2, x axis) and control point, with the curve's own path drawn on it.
         out: folder for the results and the TensorBoard run (``out/tensorboard``).
-        data: data module; default: the one in the first network's run config.yaml.
+        data: data module; default: the one in the first network's (or the curve's) run config.yaml.
         points: grid points per axis.
         margin: the grid covers the three networks plus this share of their extent on every side.
         span: random planes: the grid covers [-span, span] along each direction.
         seed: random planes: seed of the directions.
         splits: data splits to evaluate on.
         curve: checkpoints along a curve (or one CSV with a ``checkpoint`` column) to draw on the plane.
-        labels: names of the three networks on the plot (default θ1, θ2, θ3).
+        curve_control: with ``curve_ckpt``, which control point the plane goes through (1 = nearest the
+            start); needed only when the curve has more than one.
+        curve_points: with ``curve_ckpt``, the number of evenly spaced t in [0, 1] at which the curve is projected.
+        labels: names of the three networks on the plot (default θ1, θ2, θ3; with ``curve_ckpt``: start, end, control).
         bn_batches: training batches for BatchNorm statistics at each point; None a full pass, 0 off.
         accelerator: cpu, cuda or auto.
         tensorboard: also log the figure to TensorBoard.
         progress: show a progress bar.
     """
-    if (networks is None) == (center is None):
-        raise LandscapeError("give either --networks (three checkpoints) or --center (one checkpoint, random directions)")
-    paths = [center] if center is not None else list(networks)
-    if center is None and len(paths) != 3:
-        raise LandscapeError(f"--networks needs exactly three checkpoints, got {len(paths)}: {paths}")
-    loaded = [load_network(p) for p in paths]
-    parameter_names = [n for n, _ in loaded[0].network.named_parameters()]
-    states = [n.network.state_dict() for n in loaded]
+    join_launched_group()
+    given = [flag for flag, value in (("--networks", networks), ("--center", center), ("--curve_ckpt", curve_ckpt))
+             if value is not None]
+    if len(given) != 1:
+        raise LandscapeError("give one of --networks (three checkpoints), --center (one checkpoint, random directions) or "
+                             f"--curve_ckpt (a curve run's checkpoint), not {' and '.join(given) or 'none'}")
+    if curve_ckpt is not None and curve:
+        raise LandscapeError("--curve_ckpt draws its own curve on the plane; leave out --curve")
+    if curve_control is not None and curve_ckpt is None:
+        raise LandscapeError("--curve_control picks a control point of --curve_ckpt; give --curve_ckpt too")
+    traced = None
+    if curve_ckpt is not None:
+        network, traced, states, paths, curve_control = curve_anchors(curve_ckpt, curve_control)
+        default_names = ["θ1 (t=0)", "θ2 (t=1)", "control point" if len(traced.anchors) == 3 else f"control point {curve_control}"]
+        plane_labels = [short(paths[0]), short(paths[1]), f"{short(curve_ckpt)} control point {curve_control}"]
+    else:
+        paths = [center] if center is not None else list(networks)
+        if center is None and len(paths) != 3:
+            raise LandscapeError(f"--networks needs exactly three checkpoints, got {len(paths)}: {paths}")
+        loaded = [load_network(p) for p in paths]
+        network, states = loaded[0].network, [n.network.state_dict() for n in loaded]
+        default_names, plane_labels = ["θ1", "θ2", "θ3"], [short(p) for p in paths]
+    parameter_names = [n for n, _ in network.named_parameters()]
     if center is None:
-        names = list(labels or ["θ1", "θ2", "θ3"])
+        names = list(labels or default_names)
         if len(names) != 3:
             raise LandscapeError(f"--labels needs three names, got {names}")
-        surface = plane_through(states, [short(p) for p in paths], geometry=parameter_names)
+        surface = plane_through(states, plane_labels, geometry=parameter_names)
         xs, ys = grid(surface, points, margin)
-        axis_labels = ("x: along θ2 - θ1", "y: Gram-Schmidt of θ3 - θ1")
+        axis_labels = (f"x: along {names[1]} - {names[0]}", f"y: Gram-Schmidt of {names[2]} - {names[0]}")
     else:
         names = list(labels or ["θ"])[:1]
         surface = random_plane(states[0], short(center), parameter_names, seed)
         xs, ys = grid(surface, points, margin, span)
         axis_labels = ("direction 1 (filter-normalized)", "direction 2 (filter-normalized)")
     marks = list(zip(names, surface.anchor_points))
-    datamodule = resolve_data(data, paths[0])
-    network = loaded[0].network.to(device(accelerator))
+    datamodule = resolve_data(data, curve_ckpt or paths[0])
+    network = network.to(device(accelerator))
     evaluation = Evaluation(
         splits={split: datamodule.eval_dataloader(split) for split in splits},
         task=get_task(datamodule.task),
@@ -161,13 +235,20 @@ def plane(
     keys = [(x, y) for y in ys for x in xs] + list(surface.anchor_points)
     rows = evaluation.path(network, surface, keys, desc="plane")
     grid_rows, anchor_rows = rows[: len(xs) * len(ys) * len(splits)], rows[len(xs) * len(ys) * len(splits):]
-    projected = project_curve(surface, curve_checkpoints(curve)) if curve else []
-    target = Path(out)
-    target.mkdir(parents=True, exist_ok=True)
-    write_grid_csv(grid_rows, target / "plane.csv")
+    if traced is not None:
+        projected = project_path(surface, traced, curve_points)
+    else:
+        projected = project_curve(surface, curve_checkpoints(curve)) if curve else []
+    if center is not None:
+        kind = f"random filter-normalized directions (seed {seed})"
+    elif curve_ckpt is not None:
+        kind = f"through a curve's start, end and control point {curve_control}"
+    else:
+        kind = "through three networks"
     summary = {
         "networks": paths,
-        "kind": "through three networks" if center is None else f"random filter-normalized directions (seed {seed})",
+        "kind": kind,
+        **({"curve_ckpt": curve_ckpt, "curve_control": curve_control} if curve_ckpt is not None else {}),
         "anchors": [{"label": name, "x": x, "y": y, **{f"{r.split}_loss": r.loss for r in anchor_rows if r.key == (x, y)},
                      **{f"{r.split}_accuracy": r.accuracy for r in anchor_rows if r.key == (x, y)}}
                     for name, (x, y) in marks],
@@ -175,18 +256,24 @@ def plane(
         "curve": projected,
         "min_loss": {s: min((r.loss for r in grid_rows if r.split == s and r.finite), default=None) for s in splits},
     }
-    write_json(summary, target / "plane.json")
-    title = " | ".join(f"{n} = {label}" for n, label in zip(names, distinct_labels([Path(p) for p in paths])))
-    fig = plane_figure(grid_rows, xs, ys, marks, projected, title, axis_labels)
-    fig.savefig(target / "plane.png", dpi=120)
-    if tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
 
-        with SummaryWriter(str(target / "tensorboard")) as writer:
-            writer.add_figure("plane/contours", fig, 0, close=False)
-    from landscape_pl.plots import plt
+    def write() -> None:
+        target = Path(out)
+        target.mkdir(parents=True, exist_ok=True)
+        write_grid_csv(grid_rows, target / "plane.csv")
+        write_json(summary, target / "plane.json")
+        title = " | ".join(f"{n} = {label}" for n, label in zip(names, distinct_labels([Path(p) for p in paths])))
+        fig = plane_figure(grid_rows, xs, ys, marks, projected, title, axis_labels)
+        fig.savefig(target / "plane.png", dpi=120)
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
 
-    plt.close(fig)
-    print(f"wrote {target / 'plane.csv'}, plane.json and plane.png")
+            with SummaryWriter(str(target / "tensorboard")) as writer:
+                writer.add_figure("plane/contours", fig, 0, close=False)
+        from landscape_pl.plots import plt
+
+        plt.close(fig)
+        print(f"wrote {target / 'plane.csv'}, plane.json and plane.png")
+
+    on_rank_zero(write)
     return summary
-
