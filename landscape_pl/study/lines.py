@@ -12,7 +12,6 @@ from pathlib import Path
 
 from landscape_pl.io import read_path_csv
 from landscape_pl.reporting import write_table
-
 from landscape_pl.study.endpoints import endpoint_stage, last_checkpoint
 from landscape_pl.study.runner import Stage
 
