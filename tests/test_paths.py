@@ -54,7 +54,14 @@ def test_line_ends_reproduce_validate(digits_endpoints, tmp_path, capsys):
     assert summary["start"].endswith("last.ckpt") and summary["move"] == "all"
     for name in ("path.csv", "summary.json", "path.png"):
         assert (tmp_path / name).stat().st_size > 0
-    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    for split in ("train", "test"):  # the file's numbers, as scalars: headline at step 0, profile by grid index
+        assert events.Scalars(f"interpolate/{split}/barrier")[0].value == pytest.approx(summary[split]["barrier"], rel=1e-6)
+        assert [e.value for e in events.Scalars(f"interpolate/{split}/loss")] == pytest.approx(
+            [r.loss for r in rows if r.split == split], rel=1e-6)
+    assert events.Tags()["images"] == ["interpolate/profile"]
 
 
 def test_bn_line_ends_reproduce_validate_without_recomputation(digits_bn_endpoints, tmp_path, capsys):
