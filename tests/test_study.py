@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
+import yaml
 
 from landscape_pl.cli import main
 from landscape_pl.errors import LandscapeError
@@ -39,6 +44,72 @@ def test_runner_skips_done_stages_and_reruns_changed_ones_downstream(tmp_path: P
     c.unlink()
     run_stages(stages(2), tmp_path, log=lambda _: None)
     assert calls[-1] == "c"  # an output gone: that stage again
+
+
+def test_runner_runs_an_interrupted_stage_over_its_outputs_and_clears_stale_ones(tmp_path: Path) -> None:
+    out, seen = tmp_path / "run", []
+
+    def stage(setting: int, crash: bool = False) -> Stage:
+        def run() -> None:
+            seen.append(out.read_text() if out.exists() else None)  # what a resuming fit would find
+            out.write_text(f"partial {setting}")
+            if crash:
+                raise KeyboardInterrupt
+            out.write_text(f"done {setting}")
+        return Stage("fit", run, [out], {"x": setting})
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stages([stage(1, crash=True)], tmp_path, log=lambda _: None)
+    run_stages([stage(1)], tmp_path, log=lambda _: None)
+    assert seen == [None, "partial 1"]  # same settings: runs on over what the interrupted run left
+    with pytest.raises(KeyboardInterrupt):
+        run_stages([stage(2, crash=True)], tmp_path, log=lambda _: None)
+    (tmp_path / ".stages" / "fit.json").unlink()  # even with its record lost ...
+    out.write_text("partial 2")
+    logged: list[str] = []
+    run_stages([stage(3)], tmp_path, log=logged.append)
+    assert seen[-1] is None and out.read_text() == "done 3"  # ... outputs of unknown settings are never reused
+    assert "[study] fit: outputs without a record of their settings, rerunning" in logged
+
+
+class KillAtEpoch(L.Callback):
+    """Ends the process the way SIGKILL does (no cleanup, no final checkpoint) at the start of epoch
+    ``LANDSCAPE_TEST_KILL_EPOCH``; without that variable it does nothing, so the settings stay the same."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if str(trainer.current_epoch) == os.environ.get("LANDSCAPE_TEST_KILL_EPOCH"):
+            os._exit(9)
+
+
+def test_study_killed_inside_a_fit_resumes_that_fit_and_ends_as_an_uninterrupted_one(tmp_path: Path) -> None:
+    config = tmp_path / "lines.yaml"
+    config.write_text(yaml.safe_dump({
+        "endpoints": {"mlp": "configs/digits/mlp.yaml"}, "seeds": [1, 2], "epochs": 3, "points": 4, "mli": [],
+        "accelerator": "cpu", "overrides": [
+            "--trainer.limit_train_batches=4",
+            '--trainer.callbacks+={"class_path": "test_study.KillAtEpoch"}']}))
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests"), os.environ.get("PYTHONPATH", "")])}
+
+    def lines(out: Path, kill: str | None) -> subprocess.CompletedProcess:
+        environment = {**env, **({"LANDSCAPE_TEST_KILL_EPOCH": kill} if kill else {})}
+        return subprocess.run([sys.executable, "-m", "landscape_pl", "lines", "--config", str(config), f"--out={out}"],
+                              cwd=root, env=environment, capture_output=True, text=True, timeout=300)
+
+    killed = lines(tmp_path / "killed", kill="0")  # before any last.ckpt: nothing to resume, the next run starts afresh
+    assert killed.returncode == 9, killed.stderr[-2000:]
+    killed = lines(tmp_path / "killed", kill="2")
+    assert killed.returncode == 9, killed.stderr[-2000:]
+    last = tmp_path / "killed/endpoints/mlp/seed1/lightning_logs/version_0/checkpoints/last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 2 * 4  # two epochs were kept
+    resumed = lines(tmp_path / "killed", kill=None)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "endpoint_mlp_seed1: interrupted before, running again" in resumed.stdout
+    assert "Restored all states from the checkpoint" in resumed.stderr + resumed.stdout
+    assert [p.name for p in (tmp_path / "killed/endpoints/mlp/seed1/lightning_logs").iterdir()] == ["version_0"]
+    whole = lines(tmp_path / "whole", kill=None)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    assert (tmp_path / "killed/line/mlp/path.csv").read_text() == (tmp_path / "whole/line/mlp/path.csv").read_text()
 
 
 def test_runner_names_stage_and_missing_input(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -74,12 +75,15 @@ def fit_run(config: str | Path, root: str | Path, *overrides: str) -> Path:
 
     A run that already has a last.ckpt is resumed in place (``--ckpt_path last``): an interrupted
     run trains on to its ``max_epochs`` and a finished one returns at once, so nothing finished is
-    recomputed and nothing half-done is taken for finished.
+    recomputed and nothing half-done is taken for finished. A run killed before its first last.ckpt
+    left nothing to resume: its folder is cleared and the fit starts afresh in ``version_0``.
     """
     from landscape_pl.cli import LandscapeCLI
 
     root = Path(root)
     resume = ["--ckpt_path=last"] if list(root.glob("lightning_logs/version_*/checkpoints/last.ckpt")) else []
+    if not resume and (root / "lightning_logs").exists():
+        shutil.rmtree(root / "lightning_logs")
     progress = str(sys.stderr.isatty()).lower()  # bars on a terminal, not in logs (overrides may say otherwise)
     LandscapeCLI(args=["fit", "--config", str(config), f"--trainer.default_root_dir={root}",
                        f"--trainer.enable_progress_bar={progress}", "--trainer.enable_model_summary=false", *overrides, *resume])

@@ -36,7 +36,13 @@ def fingerprint(stage: Stage, upstream: dict[str, str]) -> str:
 
 
 def run_stages(stages: Sequence[Stage], root: Path, log: Callable[[str], None] = print) -> dict[str, str]:
-    """Run the stages in order, skipping those already done with the same fingerprint."""
+    """Run the stages in order, skipping those already done with the same fingerprint.
+
+    A stage's stamp is written before it runs (``done: false``) and completed after. A stage
+    interrupted with the same settings runs again over what it left (fits resume from their last
+    checkpoint); outputs stamped with other settings, or with no stamp at all, are removed first,
+    so nothing stale is ever taken for the new settings' result.
+    """
     stamps = root / ".stages"
     stamps.mkdir(parents=True, exist_ok=True)
     done: dict[str, str] = {}
@@ -46,25 +52,31 @@ def run_stages(stages: Sequence[Stage], root: Path, log: Callable[[str], None] =
             raise LandscapeError(f"stage {stage.name!r} depends on {unknown[0]!r}, which is not an earlier stage")
         print_ = fingerprint(stage, done)
         stamp = stamps / f"{stage.name}.json"
-        recorded = json.loads(stamp.read_text()).get("fingerprint") if stamp.is_file() else None
-        if recorded == print_ and all(Path(p).exists() for p in stage.outputs):
+        recorded = json.loads(stamp.read_text()) if stamp.is_file() else {}
+        same = recorded.get("fingerprint") == print_
+        if same and recorded.get("done", True) and all(Path(p).exists() for p in stage.outputs):
             log(f"[study] {stage.name}: done already, skipped")
             done[stage.name] = print_
             continue
         missing = [p for p in stage.inputs if not Path(p).exists()]
         if missing:
             raise LandscapeError(f"stage {stage.name!r} cannot run: its input {str(missing[0])!r} is missing")
-        if recorded is not None and recorded != print_:
-            log(f"[study] {stage.name}: settings or inputs changed, rerunning")
+        if same:
+            log(f"[study] {stage.name}: {'interrupted before' if not recorded.get('done', True) else 'outputs missing'}, running again")
+        else:
+            if recorded:
+                log(f"[study] {stage.name}: settings or inputs changed, rerunning")
+            elif any(Path(p).exists() for p in stage.outputs):
+                log(f"[study] {stage.name}: outputs without a record of their settings, rerunning")
             for output in stage.outputs:
                 remove(Path(output))
-        log(f"[study] {stage.name}: running")
-        stamp.unlink(missing_ok=True)
+            log(f"[study] {stage.name}: running")
+        stamp.write_text(json.dumps({"fingerprint": print_, "done": False, "settings": stage.settings}, indent=1, default=str))
         stage.run()
         absent = [p for p in stage.outputs if not Path(p).exists()]
         if absent:
             raise LandscapeError(f"stage {stage.name!r} finished without writing {str(absent[0])!r}")
-        stamp.write_text(json.dumps({"fingerprint": print_, "settings": stage.settings}, indent=1, default=str))
+        stamp.write_text(json.dumps({"fingerprint": print_, "done": True, "settings": stage.settings}, indent=1, default=str))
         done[stage.name] = print_
     return done
 
