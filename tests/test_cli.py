@@ -50,15 +50,45 @@ def test_every_config_parses(config, capsys):
             assert printed[key] == value, key
 
 
-def test_cifar_recipe_is_the_papers(capsys):
+PAPER_SGD = {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}
+
+
+def printed(capsys, config: Path) -> dict:
     with pytest.raises(SystemExit):
-        main(["fit", "--config", str(CONFIGS / "cifar10" / "tinyten.yaml"), "--print_config"])
-    model = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
-    optimizer, schedule = model["optimizer"], model["lr_scheduler"]
+        main(["fit", "--config", str(config), "--print_config"])
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("name", ["tinysix", "tinyten", "resnet32", "vgg16bn", "curve", "pam"])
+def test_cifar_recipes_are_the_papers(capsys, name):
+    """Section 4.1 and appendix B: SGD lr 0.1 halved every 20 epochs, weight decay 5e-4; 250 epochs for
+    endpoints, 200 for curves, PAM 4 iterations of 20 permutation + 40 curve epochs."""
+    config = printed(capsys, CONFIGS / "cifar10" / f"{name}.yaml")
+    model = config["model"]["init_args"]
+    optimizer = model["optimizer"]
     assert optimizer["class_path"] == "torch.optim.SGD"
-    assert {k: optimizer["init_args"][k] for k in ("lr", "momentum", "weight_decay")} == {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}
-    assert schedule["class_path"] == "torch.optim.lr_scheduler.StepLR"
-    assert {k: schedule["init_args"][k] for k in ("step_size", "gamma")} == {"step_size": 20, "gamma": 0.5}
+    assert {k: optimizer["init_args"][k] for k in PAPER_SGD} == PAPER_SGD
+    if name == "pam":  # PAM halves its learning rates at every outer iteration instead of a StepLR
+        assert (model["iterations"], model["permutation_epochs"], model["curve_epochs"], model["anneal"]) == (4, 20, 40, 0.5)
+    else:
+        schedule = model["lr_scheduler"]
+        assert schedule["class_path"] == "torch.optim.lr_scheduler.StepLR"
+        assert {k: schedule["init_args"][k] for k in ("step_size", "gamma")} == {"step_size": 20, "gamma": 0.5}
+    assert config["trainer"]["max_epochs"] == {"curve": 200, "pam": 4 * (20 + 40)}.get(name, 250)
+
+
+ALIGNMENT_STUDIES = [CONFIGS / "studies" / f"{net}_{data}.yaml" for net in ("tinysix", "tinyten", "resnet32", "vgg16bn")
+                     for data in ("cifar10", "cifar100", "stl10")]
+
+
+@pytest.mark.parametrize("study", ALIGNMENT_STUDIES, ids=lambda p: p.stem)
+def test_alignment_studies_train_the_papers_number_of_models(study):
+    """12, 6 and 6 models (6, 3 and 3 pairs) for CIFAR10, CIFAR100 and STL10; VGG16-BN has no PAM curves."""
+    config = yaml.safe_load(study.read_text())
+    pairs = [tuple(p) for p in config["pairs"]]
+    assert len(pairs) == (6 if study.stem.endswith("cifar10") else 3) and len({s for p in pairs for s in p}) == 2 * len(pairs)
+    pam = {"pam_unaligned", "pam_aligned"} & set(config["classes"])
+    assert (not pam) == study.stem.startswith("vgg16bn")
 
 
 # The digits endpoint recipes (curve configs need trained endpoints and are their module's to test).
