@@ -49,6 +49,7 @@ def test_lines_report_resume_and_rerun_of_the_changed_stage(tmp_path: Path, caps
     text = (report / "report.md").read_text()
     assert "## Straight lines between endpoints" in text and "## Linear interpolation from initialization" in text
     assert all((report / name).stat().st_size > 0 for name in ("line_mlp.png", "mli.png"))
+    assert (report / "mli.csv").read_text() == (out / "mli" / "mli.csv").read_text()
     assert list(out.glob("endpoints/mlp/seed1/**/events.out.tfevents.*")) and list(out.glob("line/mlp/tensorboard/*"))
     capsys.readouterr()
 
@@ -61,6 +62,23 @@ def test_lines_report_resume_and_rerun_of_the_changed_stage(tmp_path: Path, caps
     reran = sorted(line.split()[1].rstrip(":") for line in said.splitlines() if line.endswith(": running"))
     assert reran == ["line_mlp", "report"]
     assert sorted({r.key for r in read_path_csv(out / "line" / "mlp" / "path.csv")}) == [-1.0, 0.0, 1.0, 2.0]
+
+
+def test_editing_an_endpoint_config_file_reruns_its_fits_and_everything_after(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "mlp.yaml"
+    config.write_text((ROOT / "configs" / "digits" / "mlp.yaml").read_text())
+    args = [*lines_args(tmp_path / "lines"), "--mli=[]", f"--endpoints={{mlp: {config}}}"]
+    main(args)
+    capsys.readouterr()
+    config.write_text(config.read_text().replace("lr: 0.05", "lr: 0.02"))  # the same options, another file content
+    main(args)
+    said = capsys.readouterr().out
+    reran = sorted(line.split()[1].rstrip(":") for line in said.splitlines() if line.endswith(": running"))
+    assert reran == ["endpoint_mlp_seed1", "endpoint_mlp_seed2", "line_mlp", "report"]
+    last = next((tmp_path / "lines").glob("endpoints/mlp/seed1/lightning_logs/version_0/checkpoints/last.ckpt"))
+    import torch
+
+    assert torch.load(last, weights_only=False)["optimizer_states"][0]["param_groups"][0]["lr"] == 0.02
 
 
 @pytest.mark.parametrize(("options", "message"), [

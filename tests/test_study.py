@@ -137,7 +137,17 @@ def test_study_end_to_end_resumes_and_reruns_only_changed_stages(tmp_path: Path,
     assert "Table 2" in (report / "tables.md").read_text() and "Verdict" in (report / "tables.md").read_text()
     assert (report / "accuracy_along_curve.png").stat().st_size > 0
     assert json.loads((report / "report.json").read_text())["verdict"]
-    assert (out / "ensembles" / "aligned_pair0" / "ensembles.csv").is_file()
+    align = json.loads((out / "align" / "pair0" / "report.json").read_text())
+    with (report / "alignment.csv").open() as handle:
+        (aligned_row,) = csv.DictReader(handle)
+    assert float(aligned_row["correlation_after"]) == align["mean_correlation"]["after"]
+    assert float(aligned_row["barrier_aligned_test"]) == align["barrier"]["aligned"]["test"]
+    with (report / "ensembles.csv").open() as handle:
+        gathered = list(csv.DictReader(handle))
+    with (out / "ensembles" / "aligned_pair0" / "ensembles.csv").open() as handle:
+        own = list(csv.DictReader(handle))
+    assert [{k: r[k] for k in own[0]} for r in gathered if r["class"] == "aligned" and r["pair"] == "0"] == own
+    assert {r["class"] for r in gathered} == {"unaligned", "aligned"}
     assert list(out.glob("**/events.out.tfevents.*"))  # every stage's TensorBoard run under one root
     endpoint = next(out.glob("endpoints/seed1/lightning_logs/version_0/checkpoints/last.ckpt"))
     before = endpoint.stat().st_mtime_ns

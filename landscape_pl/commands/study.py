@@ -67,9 +67,13 @@ def study(
         root, find_config(endpoint_config), find_config(curve_config), find_config(pam_config), pairs, classes,
         method, endpoint_epochs, curve_epochs, pam_schedule, points, ensemble_t, accelerator, overrides, endpoint_overrides)
     report_dir = root / "report"
-    stages.append(Stage("report", lambda: write_report(evaluations, report_dir),
+    alignments = {i: root / "align" / f"pair{i}" / "report.json" for i in range(len(pairs))}
+    ensembles = {(cls, i): root / "ensembles" / f"{cls}_pair{i}" / "ensembles.csv"
+                 for i in range(len(pairs)) for cls in classes if ensemble_t and cls in ("unaligned", "aligned")}
+    stages.append(Stage("report", lambda: write_report(evaluations, report_dir, alignments, ensembles),
                         [report_dir / "tables.csv", report_dir / "tables.md", report_dir / "accuracy_along_curve.png"],
-                        inputs=list(evaluations.values()), depends=[s.name for s in stages if s.name.startswith("evaluate_")]))
+                        inputs=[*evaluations.values(), *alignments.values(), *ensembles.values()],
+                        depends=[s.name for s in stages if s.name.startswith(("evaluate_", "align_", "ensembles_"))]))
     run_stages(stages, root)
     print((report_dir / "tables.md").read_text())
     print(f"report in {report_dir}; tensorboard --logdir {root}")

@@ -97,5 +97,6 @@ def write_report(lines: Mapping[str, Path], mli_dir: Path | None, out: Path) -> 
             shutil.copy(folder / "path.png", out / f"line_{name}.png")
     if mli_dir is not None:
         parts.append("## Linear interpolation from initialization (MLI)\n\n" + (mli_dir / "mli.md").read_text())
-        shutil.copy(mli_dir / "mli.png", out / "mli.png")
+        for name in ("mli.png", "mli.csv", "mli.md"):
+            shutil.copy(mli_dir / name, out / name)
     (out / "report.md").write_text("\n".join(parts))

@@ -86,9 +86,40 @@ def accuracy_figure(evaluations: Mapping[tuple[str, int], Path], split: str = "t
     return fig
 
 
-def write_report(evaluations: Mapping[tuple[str, int], Path], out: Path) -> dict:
-    """tables.csv, tables.md (with the verdict), accuracy_along_curve.png, report.json, and TensorBoard."""
+ALIGNMENT_COLUMNS = ("pair", "correlation_before", "correlation_after", "barrier_unaligned_train", "barrier_aligned_train",
+                     "barrier_unaligned_test", "barrier_aligned_test")
+
+
+def alignment_rows(reports: Mapping[int, Path]) -> list[dict]:
+    """One row per pair from its align report: mean cross-correlation before/after (Figure 1b) and both barriers."""
+    rows = []
+    for pair, path in reports.items():
+        report = json.loads(Path(path).read_text())
+        barrier = report.get("barrier", {})
+        rows.append({"pair": pair, "correlation_before": report["mean_correlation"]["before"],
+                     "correlation_after": report["mean_correlation"]["after"],
+                     **{f"barrier_{kind}_{split}": barrier.get(kind, {}).get(split)
+                        for kind in ("unaligned", "aligned") for split in ("train", "test")}})
+    return rows
+
+
+def ensemble_rows(tables: Mapping[tuple[str, int], Path]) -> list[dict]:
+    """Every ensembles.csv of the study, each row tagged with its curve class and pair (section 5)."""
+    rows = []
+    for (cls, pair), path in tables.items():
+        with Path(path).open(newline="") as handle:
+            rows += [{"class": cls, "pair": pair, **row} for row in csv.DictReader(handle)]
+    return rows
+
+
+def write_report(evaluations: Mapping[tuple[str, int], Path], out: Path, alignments: Mapping[int, Path] | None = None,
+                 ensembles: Mapping[tuple[str, int], Path] | None = None) -> dict:
+    """tables.csv, tables.md (with the verdict), accuracy_along_curve.png, report.json, and TensorBoard;
+    with ``alignments`` (pair -> align report.json) and ``ensembles`` ((class, pair) -> ensembles.csv)
+    also alignment.csv/.md and ensembles.csv/.md, so the report folder holds every table of the study."""
     from torch.utils.tensorboard import SummaryWriter
+
+    from landscape_pl.reporting import write_table
 
     out.mkdir(parents=True, exist_ok=True)
     rows = class_table(evaluations)
@@ -103,6 +134,11 @@ def write_report(evaluations: Mapping[tuple[str, int], Path], out: Path) -> dict
     with SummaryWriter(str(out / "tensorboard")) as writer:
         writer.add_figure("study/accuracy_along_curve", figure, 0, close=True)
         writer.add_text("study/tables", markdown(rows) + f"\n\n{said}", 0)
+        if alignments:
+            writer.add_text("study/alignment", write_table(alignment_rows(alignments), ALIGNMENT_COLUMNS, out / "alignment"), 0)
+        if ensembles:
+            writer.add_text("study/ensembles", write_table(ensemble_rows(ensembles), ("class", "pair", "ensemble", "members",
+                                                                                      "accuracy", "loss"), out / "ensembles"), 0)
     report = {"classes": rows, "verdict": said}
     write_json(report, out / "report.json")
     return report
