@@ -44,6 +44,8 @@ def check_study(out: Path, twin: Path) -> None:
     report = json.loads((out / "report" / "report.json").read_text())
     with (out / "report" / "tables.csv").open() as handle:
         assert [r["class"] for r in csv.DictReader(handle)] == ["unaligned", "aligned", "pam_unaligned", "pam_aligned"]
+    assert {p.name for p in (out / "report").glob("plane_*.png")} == {
+        f"plane_{name}_pair0.png" for name in ("endpoints", "unaligned", "aligned", "pam_unaligned", "pam_aligned")}
     # the acceptance: aligned at least as accurate along the curve, or a plain statement that it is not
     assert re.match(r"(aligned curves are at least as accurate|on this data aligned curves are NOT as accurate)", report["verdict"])
 
@@ -78,8 +80,10 @@ def check_sweep(out: Path, twin: Path) -> None:
 
 CHECKS = {"study": check_study, "lines": check_lines, "trajectory-experiment": check_trajectory,
           "connect": check_connect, "sweep": check_sweep}
-NOTEBOOKS = {"study": ("alignment_study", "LANDSCAPE_STUDY_DIR"), "lines": ("paths", "LANDSCAPE_LINES_DIR"),
-             "trajectory-experiment": ("trajectory", "LANDSCAPE_TRAJECTORY_DIR")}
+# the notebooks that read each command's output: (notebook, its folder variable, the folder under --out)
+NOTEBOOKS = {"study": [("alignment_study", "LANDSCAPE_STUDY_DIR", "."), ("planes", "LANDSCAPE_PLANE_DIR", "planes/aligned_pair0")],
+             "lines": [("paths", "LANDSCAPE_LINES_DIR", ".")],
+             "trajectory-experiment": [("trajectory", "LANDSCAPE_TRAJECTORY_DIR", ".")]}
 
 
 @pytest.mark.parametrize("twin", TWINS, ids=[f"{p.parent.name}/{p.name}" for p in TWINS])
@@ -89,9 +93,9 @@ def test_small_twin_runs_end_to_end(twin: Path, tmp_path: Path, monkeypatch, ker
     command = command_of(twin)
     main([command, "--config", str(twin.relative_to(ROOT)), f"--out={tmp_path}"])
     CHECKS[command](tmp_path, twin)
-    if command in NOTEBOOKS:
-        notebook = execute(*NOTEBOOKS[command], tmp_path, kernel_dirs, monkeypatch)
+    for name, variable, folder in NOTEBOOKS.get(command, []):
+        notebook = execute(name, variable, tmp_path / folder, kernel_dirs, monkeypatch)
         assert outputs(notebook, "image/png")
-        if command == "study":
+        if name == "alignment_study":
             verdict = json.loads((tmp_path / "report" / "report.json").read_text())["verdict"]
             assert any(verdict in table for table in outputs(notebook, "text/markdown"))

@@ -121,7 +121,7 @@ def test_runner_names_stage_and_missing_input(tmp_path: Path) -> None:
 def study_args(out: Path, curve_epochs: int = 1) -> list[str]:
     return ["study", "--config", "configs/studies/alignment_digits.yaml", f"--out={out}", "--pairs=[[1, 2]]",
             "--endpoint_epochs=2", f"--curve_epochs={curve_epochs}", "--pam_schedule=[1, 1, 1]", "--points=5",
-            "--ensemble_t=[[0.0, 1.0]]", "--accelerator=cpu", "--overrides=[--trainer.limit_train_batches=6]",
+            "--ensemble_t=[[0.0, 1.0]]", "--plane_points=3", "--accelerator=cpu", "--overrides=[--trainer.limit_train_batches=6]",
             "--endpoint_overrides=[--trainer.limit_val_batches=1]"]
 
 
@@ -164,7 +164,8 @@ def test_study_end_to_end_resumes_and_reruns_only_changed_stages(tmp_path: Path,
     said = capsys.readouterr().out
     rerun = {line.split()[1].rstrip(":") for line in said.splitlines() if line.startswith("[study]") and "running" in line}
     assert rerun == {"curve_unaligned_pair0", "curve_aligned_pair0", "evaluate_unaligned_pair0", "evaluate_aligned_pair0",
-                     "ensembles_unaligned_pair0", "ensembles_aligned_pair0", "report"}
+                     "ensembles_unaligned_pair0", "ensembles_aligned_pair0", "plane_unaligned_pair0", "plane_aligned_pair0",
+                     "report"}
     assert endpoint.stat().st_mtime_ns == before
 
 

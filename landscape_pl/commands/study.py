@@ -7,7 +7,7 @@ from typing import Literal
 
 from landscape_pl.commands.common import find_config
 from landscape_pl.errors import LandscapeError
-from landscape_pl.study.alignment import CLASSES, alignment_stages
+from landscape_pl.study.alignment import CLASSES, alignment_stages, plane_stages
 from landscape_pl.study.report import write_report
 from landscape_pl.study.runner import Stage, run_stages
 
@@ -27,6 +27,7 @@ def study(
     pam_schedule: tuple[int, int, int] | None = None,
     points: int = 21,
     ensemble_t: list[list[float]] = [[0.0, 1.0], [0.0, 0.5, 1.0]],  # noqa: B006
+    plane_points: int = 0,
     accelerator: str = "auto",
     overrides: list[str] = [],  # noqa: B006
     endpoint_overrides: list[str] = [],  # noqa: B006
@@ -51,6 +52,8 @@ def study(
         pam_schedule: override PAM's (iterations, permutation_epochs, curve_epochs).
         points: t grid of every evaluation (and of the alignment's straight lines).
         ensemble_t: t sets of the ensembles along the Unaligned and Aligned curves (empty: none).
+        plane_points: grid points per axis of the first pair's planes (0: none): through θ1, θ2 and the
+            aligned θ2 (Figure 3), and through each learned curve of a trained class (Figures 4, 12, 13).
         accelerator: cpu, cuda or auto for the evaluations.
         overrides: command-line options added to every fit (endpoints, curves, PAM), e.g.
             ``--data.init_args.dataset=CIFAR100`` or ``--trainer.devices=4``.
@@ -66,14 +69,17 @@ def study(
     stages, evaluations = alignment_stages(
         root, find_config(endpoint_config), find_config(curve_config), find_config(pam_config), pairs, classes,
         method, endpoint_epochs, curve_epochs, pam_schedule, points, ensemble_t, accelerator, overrides, endpoint_overrides)
+    if plane_points:
+        stages += plane_stages(root, tuple(pairs[0]), classes, plane_points, accelerator)
     report_dir = root / "report"
     alignments = {i: root / "align" / f"pair{i}" / "report.json" for i in range(len(pairs))}
     ensembles = {(cls, i): root / "ensembles" / f"{cls}_pair{i}" / "ensembles.csv"
                  for i in range(len(pairs)) for cls in classes if ensemble_t and cls in ("unaligned", "aligned")}
-    stages.append(Stage("report", lambda: write_report(evaluations, report_dir, alignments, ensembles),
+    planes = {s.name: s.outputs[-1] for s in stages if s.name.startswith("plane_")}
+    stages.append(Stage("report", lambda: write_report(evaluations, report_dir, alignments, ensembles, planes),
                         [report_dir / "tables.csv", report_dir / "tables.md", report_dir / "accuracy_along_curve.png"],
-                        inputs=[*evaluations.values(), *alignments.values(), *ensembles.values()],
-                        depends=[s.name for s in stages if s.name.startswith(("evaluate_", "align_", "ensembles_"))]))
+                        inputs=[*evaluations.values(), *alignments.values(), *ensembles.values(), *planes.values()],
+                        depends=[s.name for s in stages if s.name.startswith(("evaluate_", "align_", "ensembles_", "plane_"))]))
     run_stages(stages, root)
     print((report_dir / "tables.md").read_text())
     print(f"report in {report_dir}; tensorboard --logdir {root}")

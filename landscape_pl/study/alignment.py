@@ -95,3 +95,25 @@ def alignment_stages(
                     [ens, ens / "ensembles.csv"], {"t": [list(ts) for ts in ensemble_t]},
                     inputs=[ckpt], depends=[f"curve_{cls}_pair{i}"]))
     return stages, evaluations
+
+
+def plane_stages(root: Path, pair: tuple[int, int], classes: Sequence[str], points: int, accelerator: str) -> list[Stage]:
+    """The first pair's planes on test data: through θ1, θ2 and the aligned θ2 (Figure 3: where the curves
+    start), and through each trained curve's θ1, control point and θ2 with the curve drawn (Figures 4, 12, 13)."""
+    from landscape_pl.commands.plane import plane
+
+    align_dir, planes = root / "align" / "pair0", root / "planes"
+    a, b = (last_checkpoint(root / "endpoints" / f"seed{seed}") for seed in pair)
+    options = dict(points=points, splits=["test"], accelerator=accelerator, progress=False)
+    stages = [Stage(
+        "plane_endpoints_pair0",
+        lambda: plane(networks=[str(a), str(b), str(align_dir / "aligned.ckpt")], labels=["θ1", "θ2", "Pθ2"],
+                      out=str(planes / "endpoints_pair0"), **options),
+        [planes / "endpoints_pair0" / "plane.csv", planes / "endpoints_pair0" / "plane.png"], {"points": points},
+        inputs=[a, b, align_dir / "aligned.ckpt"], depends=["align_pair0"])]
+    for cls in classes:
+        ckpt, out = last_checkpoint(root / "curves" / f"{cls}_pair0"), planes / f"{cls}_pair0"
+        stages.append(Stage(
+            f"plane_{cls}_pair0", lambda ckpt=ckpt, out=out: plane(curve_ckpt=str(ckpt), out=str(out), **options),
+            [out / "plane.csv", out / "plane.png"], {"points": points}, inputs=[ckpt], depends=[f"curve_{cls}_pair0"]))
+    return stages

@@ -113,15 +113,20 @@ def ensemble_rows(tables: Mapping[tuple[str, int], Path]) -> list[dict]:
 
 
 def write_report(evaluations: Mapping[tuple[str, int], Path], out: Path, alignments: Mapping[int, Path] | None = None,
-                 ensembles: Mapping[tuple[str, int], Path] | None = None) -> dict:
+                 ensembles: Mapping[tuple[str, int], Path] | None = None, figures: Mapping[str, Path] | None = None) -> dict:
     """tables.csv, tables.md (with the verdict), accuracy_along_curve.png, report.json, and TensorBoard;
     with ``alignments`` (pair -> align report.json) and ``ensembles`` ((class, pair) -> ensembles.csv)
-    also alignment.csv/.md and ensembles.csv/.md, so the report folder holds every table of the study."""
+    also alignment.csv/.md and ensembles.csv/.md, and ``figures`` (name -> PNG, e.g. the planes) copied
+    in as <name>.png, so the report folder holds every table and figure of the study."""
+    import shutil
+
     from torch.utils.tensorboard import SummaryWriter
 
     from landscape_pl.reporting import write_table
 
     out.mkdir(parents=True, exist_ok=True)
+    for name, figure_path in (figures or {}).items():
+        shutil.copy(figure_path, out / f"{name}.png")
     rows = class_table(evaluations)
     with (out / "tables.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, list(rows[0]))
