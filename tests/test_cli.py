@@ -100,7 +100,7 @@ DIGITS_CONFIGS = [p for p in sorted((CONFIGS / "digits").glob("*.yaml"))
 def test_digits_configs_run_one_epoch(config, tmp_path):
     run = fit(config, tmp_path, 1, 1, "--trainer.limit_train_batches=4")
     last = read_checkpoint(run / "checkpoints" / "last.ckpt")
-    assert (last["epoch"], last["global_step"]) == (1, 4)
+    assert (last["epoch"], last["global_step"]) == (0, 4)  # Lightning stamps an epoch's checkpoint with its 0-based index
     assert read_checkpoint(run / "checkpoints" / "init.ckpt")["global_step"] == 0
     assert (run / "config.yaml").is_file() and list(run.glob("events.out.tfevents.*"))
 
@@ -114,7 +114,7 @@ def test_fit_resumes_from_last(digits_endpoints, tmp_path):
     assert resumed == run
     assert (run / "checkpoints" / "init.ckpt").read_bytes() == init_bytes
     last, reference = read_checkpoint(run / "checkpoints" / "last.ckpt"), read_checkpoint(digits_endpoints.a)
-    assert (last["epoch"], last["global_step"]) == (reference["epoch"], reference["global_step"]) == (2, 46)
+    assert (last["epoch"], last["global_step"]) == (reference["epoch"], reference["global_step"]) == (1, 46)
     for name, value in reference["state_dict"].items():
         assert torch.equal(last["state_dict"][name], value), name
 

@@ -159,10 +159,10 @@ def test_resume_mid_phase_continues_exactly(digits_endpoints, tmp_path: Path) ->
     cut = args(tmp_path / "cut")
     fit_until(cut, 0, resume=False)  # epoch 0 of the first permutation phase (epochs 0-1)
     first = torch.load(checkpoint(tmp_path / "cut"), weights_only=False)
-    assert (first["epoch"], first["global_step"]) == (1, 4)  # resumes at epoch 1, still permutation
+    assert (first["epoch"], first["global_step"]) == (0, 4)  # closes epoch 0: resumes at epoch 1, still permutation
     fit_until(cut, 2, resume=True)  # epoch 0 of the first curve phase (epochs 2-3)
     second = torch.load(checkpoint(tmp_path / "cut"), weights_only=False)
-    assert (second["epoch"], second["global_step"]) == (3, 12)  # resumes at epoch 3, still curve
+    assert (second["epoch"], second["global_step"]) == (2, 12)  # closes epoch 2: resumes at epoch 3, still curve
     momentum = second["optimizer_states"][1]["state"][0]["momentum_buffer"]
     assert momentum.abs().sum() > 0  # what the resumed curve phase must carry on with
     assert second["optimizer_states"][1]["param_groups"][0]["lr"] == 0.05  # not yet annealed
