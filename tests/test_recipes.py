@@ -99,3 +99,13 @@ def test_small_twin_runs_end_to_end(twin: Path, tmp_path: Path, monkeypatch, ker
         if name == "alignment_study":
             verdict = json.loads((tmp_path / "report" / "report.json").read_text())["verdict"]
             assert any(verdict in table for table in outputs(notebook, "text/markdown"))
+
+
+def test_readme_starts_with_the_main_job_and_the_ci_test_command() -> None:
+    """README's first two commands set up and run the main job (a twin, run above) and the tests; .ci/run
+    runs exactly that test command."""
+    block = (ROOT / "README.md").read_text().split("```bash\n", 1)[1].split("```", 1)[0]
+    main_job, tests = (line.split("#")[0].strip() for line in block.strip().splitlines()[:2])
+    assert main_job == "pip install -e . && python -m landscape_pl study --config configs/studies/alignment_digits.yaml"
+    assert ROOT / "configs/studies/alignment_digits.yaml" in TWINS
+    assert (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1] == tests
