@@ -26,6 +26,16 @@ def torchrun(*args: str) -> str:
     return run("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "landscape_pl", *args)
 
 
+def two_processes_write_what_one_does(command: str, options: list[str], tmp_path: Path, *files: str) -> str:
+    """Run ``command`` under torchrun (2 ranks) and in this process; every file in ``files`` must be
+    byte-identical and rank 0 alone must have written. Returns the single-process copy of the first file."""
+    assert torchrun(command, "--out", str(tmp_path / "two"), *options).count("wrote ") == 1
+    main([command, "--out", str(tmp_path / "one"), *options])
+    for name in files:
+        assert (tmp_path / "two" / name).read_text() == (tmp_path / "one" / name).read_text(), name
+    return (tmp_path / "one" / files[0]).read_text()
+
+
 def test_ddp_curve_training_and_gathered_evaluation(digits_bn_endpoints, tmp_path):
     """A 2-process DDP fit trains the curve; a 2-process evaluation writes the single-process path.csv."""
     run("-m", "landscape_pl", "fit", "--config", "configs/digits/tinynet_curve.yaml",
@@ -35,10 +45,7 @@ def test_ddp_curve_training_and_gathered_evaluation(digits_bn_endpoints, tmp_pat
         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false")
     (ckpt,) = (tmp_path / "fit").glob("lightning_logs/version_0/checkpoints/last.ckpt")
     options = ["--ckpt", str(ckpt), "--points", "7", "--accelerator", "cpu", "--progress", "false", "--tensorboard", "false"]
-    assert torchrun("curve", "--out", str(tmp_path / "two"), *options).count("wrote ") == 1
-    main(["curve", "--out", str(tmp_path / "one"), *options])
-    single = (tmp_path / "one" / "path.csv").read_text()
-    assert (tmp_path / "two" / "path.csv").read_text() == single
+    single = two_processes_write_what_one_does("curve", options, tmp_path, "path.csv")
     assert len(single.splitlines()) == 1 + 7 * 2
 
 
@@ -48,12 +55,8 @@ def test_ddp_interpolate_writes_the_single_process_path(digits_endpoints, tmp_pa
     ends = tmp_path / "ends.yaml"
     ends.write_text(f"start: {digits_endpoints.a}\nend: {digits_endpoints.b}\n")
     options = ["--config", str(ends), "--points", "7", "--accelerator", "cpu", "--progress", "false", "--tensorboard", "false"]
-    assert torchrun("interpolate", "--out", str(tmp_path / "two"), *options).count("wrote ") == 1
-    main(["interpolate", "--out", str(tmp_path / "one"), *options])
-    single = (tmp_path / "one" / "path.csv").read_text()
-    assert (tmp_path / "two" / "path.csv").read_text() == single
+    single = two_processes_write_what_one_does("interpolate", options, tmp_path, "path.csv", "summary.json")
     assert len(single.splitlines()) == 1 + 7 * 2
-    assert (tmp_path / "two" / "summary.json").read_text() == (tmp_path / "one" / "summary.json").read_text()
 
 
 def test_ddp_plane_writes_the_single_process_grid(digits_bn_endpoints, tmp_path):
@@ -61,9 +64,5 @@ def test_ddp_plane_writes_the_single_process_grid(digits_bn_endpoints, tmp_path)
     e = digits_bn_endpoints
     options = ["--networks", f"[{e.a}, {e.b}, {e.a_init}]", "--points", "3", "--splits", "[train]",
                "--accelerator", "cpu", "--progress", "false", "--tensorboard", "false"]
-    assert torchrun("plane", "--out", str(tmp_path / "two"), *options).count("wrote ") == 1
-    main(["plane", "--out", str(tmp_path / "one"), *options])
-    single = (tmp_path / "one" / "plane.csv").read_text()
-    assert (tmp_path / "two" / "plane.csv").read_text() == single
+    single = two_processes_write_what_one_does("plane", options, tmp_path, "plane.csv", "plane.json")
     assert len(single.splitlines()) == 1 + 3 * 3
-    assert (tmp_path / "two" / "plane.json").read_text() == (tmp_path / "one" / "plane.json").read_text()

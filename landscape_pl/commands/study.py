@@ -66,19 +66,16 @@ def study(
     if unknown:
         raise LandscapeError(f"classes: {unknown[0]!r} is not one of {list(CLASSES)}")
     root = Path(out)
-    stages, evaluations = alignment_stages(
+    stages, files = alignment_stages(
         root, find_config(endpoint_config), find_config(curve_config), find_config(pam_config), pairs, classes,
         method, endpoint_epochs, curve_epochs, pam_schedule, points, ensemble_t, accelerator, overrides, endpoint_overrides)
     if plane_points:
         stages += plane_stages(root, tuple(pairs[0]), classes, plane_points, accelerator)
     report_dir = root / "report"
-    alignments = {i: root / "align" / f"pair{i}" / "report.json" for i in range(len(pairs))}
-    ensembles = {(cls, i): root / "ensembles" / f"{cls}_pair{i}" / "ensembles.csv"
-                 for i in range(len(pairs)) for cls in classes if ensemble_t and cls in ("unaligned", "aligned")}
-    planes = {s.name: s.outputs[-1] for s in stages if s.name.startswith("plane_")}
-    stages.append(Stage("report", lambda: write_report(evaluations, report_dir, alignments, ensembles, planes),
+    planes = {s.name: s.outputs[-1] for s in stages if s.name.startswith("plane_")}  # each plane stage's plane.png
+    stages.append(Stage("report", lambda: write_report(files.evaluations, report_dir, files.alignments, files.ensembles, planes),
                         [report_dir / "tables.csv", report_dir / "tables.md", report_dir / "accuracy_along_curve.png"],
-                        inputs=[*evaluations.values(), *alignments.values(), *ensembles.values(), *planes.values()],
+                        inputs=[*files.evaluations.values(), *files.alignments.values(), *files.ensembles.values(), *planes.values()],
                         depends=[s.name for s in stages if s.name.startswith(("evaluate_", "align_", "ensembles_", "plane_"))]))
     run_stages(stages, root)
     print((report_dir / "tables.md").read_text())

@@ -8,6 +8,7 @@ activation-aligned θ2), PAM Unaligned (PAM from P = I) and PAM Aligned (PAM fro
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from landscape_pl.commands.common import fit_run
@@ -15,6 +16,16 @@ from landscape_pl.study.endpoints import endpoint_stage, file_digest, last_check
 from landscape_pl.study.runner import Stage
 
 CLASSES = ("unaligned", "aligned", "pam_unaligned", "pam_aligned")
+
+
+@dataclass
+class StudyFiles:
+    """Where the stages leave what the report reads: each (class, pair) curve evaluation's summary.json,
+    each pair's align report.json, each (class, pair) ensembles.csv."""
+
+    evaluations: dict[tuple[str, int], Path] = field(default_factory=dict)
+    alignments: dict[int, Path] = field(default_factory=dict)
+    ensembles: dict[tuple[str, int], Path] = field(default_factory=dict)
 
 
 def alignment_stages(
@@ -33,8 +44,8 @@ def alignment_stages(
     accelerator: str,
     overrides: Sequence[str] = (),
     endpoint_overrides: Sequence[str] = (),
-) -> tuple[list[Stage], dict[tuple[str, int], Path]]:
-    """All stages in order, and where each (class, pair) evaluation writes its summary."""
+) -> tuple[list[Stage], StudyFiles]:
+    """All stages in order, and where they write what the report reads."""
     from landscape_pl.commands.align import align
     from landscape_pl.commands.curve import curve, curve_ensembles
 
@@ -45,11 +56,12 @@ def alignment_stages(
         run = root / "endpoints" / f"seed{seed}"
         endpoint[seed] = last_checkpoint(run)
         stages.append(endpoint_stage(f"endpoint_seed{seed}", run, endpoint_config, seed, epochs))
-    evaluations: dict[tuple[str, int], Path] = {}
+    files = StudyFiles()
     for i, (seed_a, seed_b) in enumerate(pairs):
         a, b = endpoint[seed_a], endpoint[seed_b]
         ends = [f"endpoint_seed{seed_a}", f"endpoint_seed{seed_b}"]
         align_dir = root / "align" / f"pair{i}"
+        files.alignments[i] = align_dir / "report.json"
         stages.append(Stage(
             f"align_pair{i}",
             lambda a=a, b=b, out=align_dir: align(str(a), str(b), out=str(out), method=method, points=points,
@@ -79,7 +91,7 @@ def alignment_stages(
                 [run, ckpt], {"config": file_digest(config), "overrides": fit_args},
                 inputs=[a, end], depends=[*ends, f"align_pair{i}"]))
             out = root / "evaluate" / f"{cls}_pair{i}"
-            evaluations[(cls, i)] = out / "summary.json"
+            files.evaluations[(cls, i)] = out / "summary.json"
             stages.append(Stage(
                 f"evaluate_{cls}_pair{i}",
                 lambda ckpt=ckpt, out=out: curve(str(ckpt), out=str(out), points=points, accelerator=accelerator, progress=False),
@@ -87,6 +99,7 @@ def alignment_stages(
                 inputs=[ckpt], depends=[f"curve_{cls}_pair{i}"]))
             if ensemble_t and cls in ("unaligned", "aligned"):
                 ens = root / "ensembles" / f"{cls}_pair{i}"
+                files.ensembles[(cls, i)] = ens / "ensembles.csv"
                 stages.append(Stage(
                     f"ensembles_{cls}_pair{i}",
                     lambda ckpt=ckpt, ens=ens, a=a, b=b: curve_ensembles(
@@ -94,7 +107,7 @@ def alignment_stages(
                         out=str(ens), accelerator=accelerator),
                     [ens, ens / "ensembles.csv"], {"t": [list(ts) for ts in ensemble_t]},
                     inputs=[ckpt], depends=[f"curve_{cls}_pair{i}"]))
-    return stages, evaluations
+    return stages, files
 
 
 def plane_stages(root: Path, pair: tuple[int, int], classes: Sequence[str], points: int, accelerator: str) -> list[Stage]:
