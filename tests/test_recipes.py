@@ -106,6 +106,7 @@ def test_readme_starts_with_the_main_job_and_the_ci_test_command() -> None:
     runs exactly that test command."""
     block = (ROOT / "README.md").read_text().split("```bash\n", 1)[1].split("```", 1)[0]
     main_job, tests = (line.split("#")[0].strip() for line in block.strip().splitlines()[:2])
-    assert main_job == "pip install -e . && python -m landscape_pl study --config configs/studies/alignment_digits.yaml"
+    assert main_job == "pip install -c requirements.lock -e . && python -m landscape_pl study --config configs/studies/alignment_digits.yaml"
+    assert tests.startswith("pip install -c requirements.lock ")  # both installs pinned to the lock
     assert ROOT / "configs/studies/alignment_digits.yaml" in TWINS
     assert (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1] == tests
