@@ -12,13 +12,11 @@ import json
 import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from landscape_pl.errors import user_error
+from landscape_pl.fitting import LIGHTNING, LandscapeCLI, catalogue
 
-from landscape_pl.errors import LandscapeError, user_error
-
-LIGHTNING = ("fit", "validate", "test", "predict")
+__all__ = ["LandscapeCLI", "main"]
 # name -> "module:function"; imported only when called, so `--help` stays fast.
 COMMANDS = {
     "interpolate": ("landscape_pl.commands.interpolate:interpolate", "evaluate the straight line between two networks"),
@@ -36,54 +34,6 @@ COMMANDS = {
     "study": ("landscape_pl.commands.study:study", "the alignment study: endpoints, alignment, 4 curve classes, tables (resumable)"),
     "signature": ("landscape_pl.commands.signature:signature", "correlation signature between a midpoint (linear, or a curve's) and each endpoint"),
 }
-
-
-class LandscapeCLI(LightningCLI):
-    """LightningCLI with the project's defaults: any LightningModule/DataModule chosen by class_path."""
-
-    def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
-        super().__init__(
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            auto_configure_optimizers=False,
-            save_config_kwargs={"overwrite": True},
-            # only a training run's folder needs its config.yaml; validate/test/predict leave no files behind
-            save_config_callback=SaveConfigCallback if not args or args[0] == "fit" else None,
-            parser_kwargs={name: {"description": catalogue()} for name in LIGHTNING},  # shown by `fit --help` etc.
-            args=args,
-            run=run,
-        )
-
-    def before_fit(self) -> None:
-        """``--ckpt_path last`` continues the latest run in place: same log version, same checkpoint folder.
-
-        Lightning alone would open a new ``version_N`` whose checkpoint folder is empty and train from scratch.
-        """
-        if self.config_init[self.subcommand].get("ckpt_path") != "last":
-            return
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        logger = self.trainer.logger
-        if not isinstance(logger, TensorBoardLogger) or logger._version is not None:
-            return
-        runs = sorted(Path(logger.root_dir).glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-        if not runs:
-            raise LandscapeError(f"--ckpt_path last: no checkpoints/last.ckpt under {logger.root_dir}/version_*; nothing to resume")
-        logger._version = runs[-1].parent.parent.name
-
-
-def catalogue() -> str:
-    """The models, data modules and modules a config can name, for every --help."""
-    from landscape_pl import data, models, modules
-
-    def names(package) -> str:
-        return ", ".join(f"{package.__name__}.{n}" for n in package.__all__ if n[0].isupper())
-
-    return (
-        f"Lightning modules: {names(modules)}\n"
-        f"Networks (model.init_args.network): {names(models)}\n"
-        f"Data modules (data): {names(data)}"
-    )
 
 
 def usage() -> str:

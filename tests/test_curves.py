@@ -242,7 +242,7 @@ def test_evaluation_along_the_curve_defaults_to_61_points():
 
     from landscape_pl.callbacks import PathEvaluation
     from landscape_pl.commands.curve import curve as curve_command
-    from landscape_pl.commands.interpolate import t_grid
+    from landscape_pl.paths.grid import t_grid
 
     assert PathEvaluation().ts == t_grid(0.0, 1.0, 61)
     assert inspect.signature(curve_command).parameters["points"].default == 61

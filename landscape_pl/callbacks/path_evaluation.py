@@ -22,10 +22,10 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
-from landscape_pl.commands.interpolate import t_grid
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network, read_checkpoint
 from landscape_pl.paths import Evaluation, Path, line
+from landscape_pl.paths.grid import t_grid
 from landscape_pl.reporting import log_path, path_summary, write_path_report
 from landscape_pl.tasks import get_task
 

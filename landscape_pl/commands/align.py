@@ -16,14 +16,22 @@ from typing import Literal
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from landscape_pl.commands.common import device, resolve_data
-from landscape_pl.commands.interpolate import interpolate, short
+from landscape_pl.commands.interpolate import interpolate
 from landscape_pl.data.base import LandscapeDataModule
+from landscape_pl.data.saved import resolve_data
+from landscape_pl.devices import device
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import LoadedNetwork, load_network, read_path_csv, save_network, write_json
+from landscape_pl.labels import short
 from landscape_pl.paths import Row
 from landscape_pl.symmetry import (
-    PermutationSpec, align_activations, check_pair, cross_correlations, match_weights, permute_network, signature,
+    PermutationSpec,
+    align_activations,
+    check_pair,
+    cross_correlations,
+    match_weights,
+    permute_network,
+    signature,
     to_lists,
 )
 

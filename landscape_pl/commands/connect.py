@@ -14,13 +14,14 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from tqdm.auto import tqdm
 
-from landscape_pl.commands.common import fit_run, resolve_data
-from landscape_pl.commands.interpolate import t_grid
 from landscape_pl.data.base import LandscapeDataModule
+from landscape_pl.data.saved import resolve_data
 from landscape_pl.errors import LandscapeError
+from landscape_pl.fitting import fit_run
 from landscape_pl.io import load_network
 from landscape_pl.models.base import build
 from landscape_pl.paths import Anchors
+from landscape_pl.paths.grid import t_grid
 from landscape_pl.search import Budget, Job, constrained, greedy, open_string, report
 from landscape_pl.search.probe import Probe
 from landscape_pl.search.string import BeadString
@@ -50,7 +51,7 @@ def resolve_ends(start: str | None, end: str | None, config: str | None, seeds: 
         raise LandscapeError("give both --start and --end (or --end_permutation), or neither: both are then trained from --endpoint_config")
     if config is None:
         raise LandscapeError("give both --start and --end checkpoints, or --endpoint_config (a fit config) to train them from --seeds")
-    from landscape_pl.commands.common import find_config
+    from landscape_pl.recipes import find_config
 
     path = find_config(config)
     start = trained_end(path, out / "ends" / f"seed{seeds[0]}", seeds[0], epochs)

@@ -16,14 +16,16 @@ import torch
 import torch.nn.functional as F
 
 from landscape_pl.analysis.curve_metrics import curve_numbers
-from landscape_pl.commands.common import device, resolve_data
-from landscape_pl.commands.interpolate import short, t_grid
 from landscape_pl.data.base import LandscapeDataModule
+from landscape_pl.data.saved import resolve_data
+from landscape_pl.devices import device
 from landscape_pl.distributed import join_launched_group, on_rank_zero
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network, read_checkpoint, save_network, write_json
+from landscape_pl.labels import short
 from landscape_pl.modules.curve import load_curve
 from landscape_pl.paths import Evaluation, Row, has_batchnorm, recompute_batchnorm
+from landscape_pl.paths.grid import t_grid
 from landscape_pl.reporting import log_path, path_summary, write_path_report, write_table
 from landscape_pl.tasks import Task
 

@@ -8,30 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
-from landscape_pl.commands.common import device, resolve_data, resolve_init
 from landscape_pl.data.base import LandscapeDataModule
+from landscape_pl.data.saved import resolve_data
+from landscape_pl.devices import device
 from landscape_pl.distributed import join_launched_group, on_rank_zero
-from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network
+from landscape_pl.labels import short
+from landscape_pl.layout import resolve_init
 from landscape_pl.paths import Evaluation, line
+from landscape_pl.paths.grid import t_grid
 from landscape_pl.reporting import log_path, path_summary, write_path_report
 from landscape_pl.tasks import get_task
-
-
-def t_grid(t_min: float, t_max: float, points: int) -> list[float]:
-    """``points`` evenly spaced t from t_min to t_max (both included)."""
-    if points < 2:
-        raise LandscapeError(f"points={points}: a path needs at least 2 grid points")
-    if not t_max > t_min:
-        raise LandscapeError(f"t_max={t_max} must be greater than t_min={t_min}")
-    return [round(float(t), 12) + 0.0 for t in np.linspace(t_min, t_max, points)]
-
-
-def short(path: str) -> str:
-    """A checkpoint named by its run: the last three parts of its path."""
-    return "/".join(Path(path).parts[-4:])
 
 
 def interpolate(

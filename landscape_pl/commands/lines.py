@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from landscape_pl.commands.common import find_config
-from landscape_pl.commands.interpolate import t_grid
 from landscape_pl.commands.mli import Variant
 from landscape_pl.errors import LandscapeError
+from landscape_pl.paths.grid import t_grid
+from landscape_pl.recipes import find_config
 from landscape_pl.study.lines import line_stages
 from landscape_pl.study.runner import run_stages
 

@@ -13,10 +13,10 @@ from torch import nn
 
 from landscape_pl.analysis.profile import plateau_length
 from landscape_pl.commands.interpolate import interpolate
-from landscape_pl.commands.trajectory import distinct_labels
 from landscape_pl.data.base import LandscapeDataModule
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network, read_path_csv, write_json
+from landscape_pl.labels import distinct_labels
 from landscape_pl.paths import Row
 from landscape_pl.reporting import write_table
 

@@ -14,17 +14,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape_pl.commands.common import device, resolve_data
-from landscape_pl.commands.interpolate import short, t_grid
-from landscape_pl.commands.trajectory import distinct_labels
 from landscape_pl.data.base import LandscapeDataModule
+from landscape_pl.data.saved import resolve_data
+from landscape_pl.devices import device
 from landscape_pl.distributed import join_launched_group, on_rank_zero
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network, write_json
+from landscape_pl.labels import distinct_labels, short
 from landscape_pl.modules.curve import load_curve
 from landscape_pl.paths import Anchors, Evaluation, Row
 from landscape_pl.paths.anchors import StateDict
 from landscape_pl.paths.curves import Curve
+from landscape_pl.paths.grid import t_grid
 from landscape_pl.paths.plane import Plane, grid, plane_through, random_plane
 from landscape_pl.tasks import get_task
 

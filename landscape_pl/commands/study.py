@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from landscape_pl.commands.common import find_config
 from landscape_pl.errors import LandscapeError
+from landscape_pl.recipes import find_config
 from landscape_pl.study.alignment import CLASSES, alignment_stages, plane_stages
 from landscape_pl.study.report import write_report
 from landscape_pl.study.runner import Stage, run_stages

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Literal
@@ -15,10 +14,12 @@ import numpy as np
 
 from landscape_pl.analysis.trajectory import TrajectoryPCA, trajectory_pca
 from landscape_pl.callbacks.trajectory import INDEX, SnapshotStore
-from landscape_pl.commands.common import fit_run, run_config
-from landscape_pl.commands.common import find_config
 from landscape_pl.errors import LandscapeError
+from landscape_pl.fitting import fit_run
 from landscape_pl.io import write_json
+from landscape_pl.labels import distinct_labels
+from landscape_pl.layout import config_of as run_config
+from landscape_pl.recipes import find_config
 
 
 def find_trajectories(paths: list[str]) -> list[Path]:
@@ -33,23 +34,6 @@ def find_trajectories(paths: list[str]) -> list[Path]:
             raise LandscapeError(f"{str(path)!r} is no trajectory folder and holds none ({INDEX} not found under it)")
         found += inside
     return found
-
-
-def distinct_labels(paths: list[Path]) -> list[str]:
-    """Short names that tell runs apart: the parts of their paths they do not share, less boilerplate
-    folders (lightning_logs, version_*, checkpoints) and the file name where the folders suffice."""
-    def meaningful(parts: tuple[str, ...]) -> list[str]:
-        return [p for p in parts if p not in ("trajectory", "lightning_logs", "checkpoints") and not p.startswith("version_")]
-
-    if len(paths) == 1:
-        named = meaningful(paths[0].resolve().parent.parts)
-        return [named[-1] if named and named[-1] else paths[0].name]
-    common = os.path.commonpath([str(p.resolve()) for p in paths])
-    parts = [meaningful(p.resolve().relative_to(common).parts) for p in paths]
-    folders = ["/".join(p[:-1]) for p in parts]
-    if all(folders) and len(set(folders)) == len(folders):
-        return folders
-    return ["/".join(p) or path.name for p, path in zip(parts, paths)]
 
 
 def write_tables(pca: TrajectoryPCA, out: Path) -> None:

@@ -16,7 +16,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from landscape_pl.analysis.strings import arc_positions, normalized_length, principal_axes, project, segment_maxima  # noqa: E402
+from landscape_pl.analysis.strings import (  # noqa: E402
+    arc_positions,
+    normalized_length,
+    principal_axes,
+    project,
+    segment_maxima,
+)
 from landscape_pl.paths import Anchors, Row  # noqa: E402
 from landscape_pl.reporting import log_path, path_summary, write_path_report  # noqa: E402
 from landscape_pl.search.job import Job  # noqa: E402

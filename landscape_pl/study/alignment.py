@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from landscape_pl.commands.common import fit_run
+from landscape_pl.fitting import fit_run
 from landscape_pl.study.endpoints import endpoint_stage, file_digest, last_checkpoint
 from landscape_pl.study.runner import Stage
 

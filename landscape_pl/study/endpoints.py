@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from landscape_pl.commands.common import fit_run
+from landscape_pl.fitting import fit_run
 from landscape_pl.study.runner import Stage
 
 

@@ -10,7 +10,15 @@
 
 from landscape_pl.symmetry.activation import Correlation, align_activations, assign, cross_correlations
 from landscape_pl.symmetry.apply import (
-    as_matrix, from_lists, identity, inverse, permute, permute_axis, permute_network, random_permutations, to_lists,
+    as_matrix,
+    from_lists,
+    identity,
+    inverse,
+    permute,
+    permute_axis,
+    permute_network,
+    random_permutations,
+    to_lists,
 )
 from landscape_pl.symmetry.correlation import correlation_signature, linear_midpoint, mean_correlation, signature
 from landscape_pl.symmetry.derive import register, spec_of
