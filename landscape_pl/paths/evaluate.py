@@ -1,14 +1,14 @@
 """Loss and accuracy of a network at many parameter points: the step every analysis shares.
 
-For each point: write θ into the network (no graph), recompute BatchNorm statistics if asked,
-then one evaluation pass per split. Points are split across DDP ranks and gathered back.
+For each point: write θ into the network (no graph), run the point's fix-ups (BatchNorm
+recomputation first), then one evaluation pass per split. Points are split across DDP ranks and gathered back.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from landscape_pl.distributed import gather, shard, world
 from landscape_pl.paths.anchors import NetworkSlots
-from landscape_pl.paths.batchnorm import has_batchnorm, recompute_batchnorm
+from landscape_pl.paths.fixups import Fixup, RecomputeBatchNorm
 from landscape_pl.tasks import Task
 
 if TYPE_CHECKING:
@@ -61,10 +61,11 @@ def evaluate(network: nn.Module, batches: Iterable, task: Task) -> tuple[float, 
 
 @dataclass
 class Evaluation:
-    """What to evaluate each point on: named splits, the task, and BatchNorm recomputation.
+    """What to evaluate each point on: named splits, the task, and the fix-ups run at every point.
 
-    ``bn_batches``: None recomputes statistics on the whole ``bn_data`` (the standard practice),
-    0 turns recomputation off; it is off anyway for networks without BatchNorm.
+    ``bn_data``/``bn_batches`` are the shorthand for the first fix-up, BatchNorm recomputation:
+    ``bn_batches`` None recomputes statistics on the whole ``bn_data`` (the standard practice), 0
+    turns recomputation off; it is off anyway for networks without BatchNorm.
     """
 
     splits: Mapping[str, Iterable]
@@ -72,11 +73,16 @@ class Evaluation:
     bn_data: Iterable | None = None
     bn_batches: int | None = None
     progress: bool = True
+    fixups: list[Fixup] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.bn_data is not None and self.bn_batches != 0:
+            self.fixups.insert(0, RecomputeBatchNorm(self.bn_data, self.bn_batches))
 
     def at(self, network: nn.Module, key: Any) -> list[Row]:
         """Rows for the network as it is now (its parameters already set to the point ``key``)."""
-        if self.bn_data is not None and self.bn_batches != 0 and has_batchnorm(network):
-            recompute_batchnorm(network, self.bn_data, self.bn_batches)
+        for fixup in self.fixups:
+            fixup.apply(network, key)
         return [Row(key, split, *evaluate(network, batches, self.task)) for split, batches in self.splits.items()]
 
     def points(
@@ -97,6 +103,8 @@ class Evaluation:
 
     def _walk(self, network: nn.Module, names: Sequence[str], keys: Sequence[Any], write, desc: str) -> list[Row]:
         slots = NetworkSlots(network, names)
+        for fixup in self.fixups:
+            fixup.prepare(network)
         results = []
         for index, key in tqdm(shard(keys), desc=desc, disable=not self.progress or world()[0] != 0, leave=False):
             write(slots, key)

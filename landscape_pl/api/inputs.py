@@ -1,0 +1,63 @@
+"""What the library accepts: networks in memory or checkpoints, data modules or plain DataLoaders.
+
+Every library call starts here, so a user's ``nn.Module`` and a downloaded checkpoint are the same
+thing to an analysis. Networks given in memory are copied: an analysis writes θ into its own copy
+and never changes the caller's module.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+from torch import nn
+
+from landscape_pl.data.base import LandscapeDataModule
+from landscape_pl.data.loaders import Data, as_datamodule
+from landscape_pl.data.saved import resolve_data
+from landscape_pl.errors import LandscapeError
+from landscape_pl.io import load_network
+from landscape_pl.models.base import Spec
+
+NetworkLike = Union[nn.Module, str, Path]
+
+
+@dataclass
+class Network:
+    """A network ready to evaluate: the module (a private copy), where it came from, its spec and task."""
+
+    module: nn.Module
+    label: str
+    spec: Spec | None = None
+    task: str | None = None
+    path: Path | None = None
+
+
+def as_network(network: NetworkLike, label: str) -> Network:
+    """A checkpoint path (loaded) or an nn.Module (copied); ``label`` names it in errors and titles."""
+    if isinstance(network, nn.Module):
+        if hasattr(network, "network") and isinstance(network.network, nn.Module) and not list(network.children())[1:]:
+            network = network.network  # an EndpointModule: the network inside
+        return Network(copy.deepcopy(network), label)
+    if isinstance(network, (str, Path)):
+        loaded = load_network(network)
+        return Network(loaded.network, str(network), loaded.spec, loaded.task, loaded.path)
+    raise LandscapeError(f"{label} must be an nn.Module or a checkpoint path, got {type(network).__name__}")
+
+
+def as_data(data: Data | None, *networks: Network) -> LandscapeDataModule:
+    """The data given (module or loaders), else the data module saved with the last checkpoint's run."""
+    task = next((n.task for n in networks if n.task), "classification")
+    if data is not None:
+        return as_datamodule(data, task)
+    saved = next((n.path for n in reversed(networks) if n.path is not None), None)
+    if saved is None:
+        raise LandscapeError("data is needed for networks given in memory: pass a LandscapeDataModule or DataLoaders")
+    return resolve_data(None, saved)
+
+
+def task_of(data: LandscapeDataModule, *networks: Network) -> str:
+    """The networks' recorded task, else the data's."""
+    return next((n.task for n in networks if n.task), None) or data.task

@@ -1,0 +1,37 @@
+"""What every library call returns: the rows and the summary, the files the command writes, a figure.
+
+A result is plain data, so a notebook reads ``result.rows`` or ``result.summary`` directly; the
+matching command is ``result.save(out)``, which writes exactly the files it always wrote, and
+``result.plot()`` draws the figure that goes into them. Saving happens on rank 0 only under
+torchrun, with every rank held until the files exist.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from landscape_pl.distributed import on_rank_zero
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+class Result(ABC):
+    """A library call's outcome; subclasses are dataclasses holding rows, summary and whatever they plot."""
+
+    @abstractmethod
+    def write(self, folder: Path, tensorboard: bool) -> None:
+        """Write the command's files into ``folder`` (called on rank 0 only)."""
+
+    @abstractmethod
+    def plot(self) -> Figure:
+        """The result's figure (the one its files hold as PNG)."""
+
+    def save(self, folder: str | Path, tensorboard: bool = False) -> Path:
+        """Write the files the matching command writes into ``folder`` (and a TensorBoard run in
+        ``folder/tensorboard`` when asked); returns the folder."""
+        folder = Path(folder)
+        on_rank_zero(lambda: (folder.mkdir(parents=True, exist_ok=True), self.write(folder, tensorboard)))
+        return folder

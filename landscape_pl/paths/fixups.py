@@ -1,0 +1,43 @@
+"""Per-point fix-ups: what is done to a network after θ is written and before it is evaluated.
+
+Every path, curve, plane, string and ensemble evaluates a point the same way: write θ, run the
+fix-ups in order, then one evaluation pass per split. BatchNorm recomputation is the first fix-up;
+a new one (REPAIR, a curvature probe) is one class here with ``prepare`` (once per path) and
+``apply`` (once per point), and every analysis gets it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from torch import nn
+
+from landscape_pl.paths.batchnorm import has_batchnorm, recompute_batchnorm
+
+
+class Fixup(Protocol):
+    def prepare(self, network: nn.Module) -> None:
+        """Once per walk, before the first point (endpoint statistics, data subsets)."""
+
+    def apply(self, network: nn.Module, key: Any) -> None:
+        """At each point, with θ(key) already written into ``network``."""
+
+
+@dataclass
+class RecomputeBatchNorm:
+    """BatchNorm running statistics recomputed for each point (appendix C of the alignment paper).
+
+    ``batches``: None is one full pass over ``data``; networks without BatchNorm are left alone.
+    """
+
+    data: Iterable
+    batches: int | None = None
+
+    def prepare(self, network: nn.Module) -> None:
+        pass
+
+    def apply(self, network: nn.Module, key: Any) -> None:
+        if has_batchnorm(network):
+            recompute_batchnorm(network, self.data, self.batches)

@@ -1,0 +1,50 @@
+"""How every analysis evaluates its points, as one settings object built in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from landscape_pl.devices import device
+from landscape_pl.paths.evaluate import Evaluation
+from landscape_pl.paths.fixups import Fixup
+from landscape_pl.tasks import Task, get_task
+
+
+@dataclass
+class EvalSettings:
+    """Splits to report, BatchNorm recomputation, device, progress bars, and extra per-point fix-ups.
+
+    Args:
+        splits: data splits every point is evaluated on.
+        bn_batches: training batches BatchNorm statistics are recomputed on at each point; None is
+            one full pass, 0 is off (networks without BatchNorm are never touched).
+        accelerator: cpu, cuda, gpu, auto, or a torch.device.
+        progress: show progress bars.
+        fixups: further per-point fix-ups, run after BatchNorm recomputation.
+    """
+
+    splits: Sequence[str] = ("train", "test")
+    bn_batches: int | None = None
+    accelerator: str | torch.device = "auto"
+    progress: bool = True
+    fixups: Sequence[Fixup] = field(default_factory=list)
+
+    @property
+    def device(self) -> torch.device:
+        return device(self.accelerator)
+
+    def evaluation(self, data: Any, task: Task | str | None = None, splits: Sequence[str] | None = None) -> Evaluation:
+        """The Evaluation of these settings on a data module (anything with ``eval_dataloader(split)``)."""
+        task = get_task(task or data.task) if not isinstance(task, Task) else task
+        return Evaluation(
+            splits={split: data.eval_dataloader(split) for split in (splits or self.splits)},
+            task=task,
+            bn_data=data.eval_dataloader("train"),
+            bn_batches=self.bn_batches,
+            progress=self.progress,
+            fixups=list(self.fixups),
+        )
