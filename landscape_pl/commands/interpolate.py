@@ -8,17 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from landscape_pl.api import lines
 from landscape_pl.data.base import LandscapeDataModule
-from landscape_pl.data.saved import resolve_data
-from landscape_pl.devices import device
-from landscape_pl.distributed import join_launched_group, on_rank_zero
-from landscape_pl.io import load_network
-from landscape_pl.labels import short
-from landscape_pl.layout import resolve_init
-from landscape_pl.paths import Evaluation, line
+from landscape_pl.distributed import on_rank_zero
 from landscape_pl.paths.grid import t_grid
-from landscape_pl.reporting import log_path, path_summary, write_path_report
-from landscape_pl.tasks import get_task
 
 
 def interpolate(
@@ -58,32 +51,8 @@ def interpolate(
         tensorboard: also log the numbers and the figure to TensorBoard.
         progress: show a progress bar.
     """
-    join_launched_group()
-    start, end = resolve_init(start, end), resolve_init(end, start)
-    ts = t_grid(t_min, t_max, points)
-    a, b = load_network(start), load_network(end)
-    datamodule = resolve_data(data, end)
-    task = get_task(datamodule.task)
-    path = line(a.network.state_dict(), b.network.state_dict(), [n for n, _ in a.network.named_parameters()], move, hold, (start, end))
-    network = a.network.to(device(accelerator))
-    evaluation = Evaluation(
-        splits={split: datamodule.eval_dataloader(split) for split in splits},
-        task=task,
-        bn_data=datamodule.eval_dataloader("train"),
-        bn_batches=bn_batches,
-        progress=progress,
-    )
-    rows = evaluation.path(network, path, ts, desc="interpolate")
-    summary = {"start": start, "end": end, "move": move, "hold": hold, **path_summary(rows, mli_tolerance)}
-
-    def write() -> None:
-        write_path_report(rows, out, summary, title=f"{short(start)} → {short(end)} ({move})")
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            with SummaryWriter(str(Path(out) / "tensorboard")) as writer:
-                log_path(writer, rows, path_summary(rows, mli_tolerance), "interpolate")
-        print(f"wrote {Path(out) / 'path.csv'}, summary.json and path.png")
-
-    on_rank_zero(write)
-    return summary
+    result = lines.interpolate(start, end, data, t_grid(t_min, t_max, points), move, hold, bn_batches, splits, mli_tolerance,
+                               accelerator, progress)
+    result.save(out, tensorboard)
+    on_rank_zero(lambda: print(f"wrote {Path(out) / 'path.csv'}, summary.json and path.png"))
+    return result.summary

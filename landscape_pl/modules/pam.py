@@ -26,6 +26,7 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 
+from landscape_pl.data.subsets import alignment_batches  # the subset `align --fraction` uses
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network
 from landscape_pl.modules.endpoint import checkpoint_dir
@@ -178,8 +179,6 @@ class PAMModule(L.LightningModule):
         if choice == "identity":
             return
         if choice in ("activation", "weight"):
-            from landscape_pl.commands.align import alignment_batches  # the subset `align --fraction` uses
-
             batches = alignment_batches(self.trainer.datamodule, self.hparams.alignment_fraction, 0) if choice == "activation" else None
             found = find_permutation(self.network, self.end_network, choice, batches, self.permutation_spec)
         elif Path(choice).is_file():
