@@ -19,7 +19,7 @@ from nbclient.exceptions import CellExecutionError
 
 from conftest import ROOT, execute, outputs
 from landscape_pl.cli import main
-from landscape_pl.commands.curve import curve_summary, write_ensembles
+from landscape_pl.api.curves import EnsembleResult, curve_summary
 from landscape_pl.io import write_json, write_path_csv
 from landscape_pl.paths import Row
 from landscape_pl.study.alignment import CLASSES
@@ -44,7 +44,7 @@ def synthetic_study(root: Path) -> dict:
             if cls in ("unaligned", "aligned"):
                 members = [{"ensemble": "curve t=0/1", "members": 2, "accuracy": 0.96, "loss": 0.12},
                            {"ensemble": "independent (2 checkpoints)", "members": 2, "accuracy": 0.965, "loss": 0.11}]
-                write_ensembles(members, root / "ensembles" / f"{cls}_pair{pair}")
+                EnsembleResult(members).save(root / "ensembles" / f"{cls}_pair{pair}")
         before = dict(zip(GROUPS, (0.6, 0.4, 0.3)))
         write_json({
             "start": "a.ckpt", "end": "b.ckpt", "method": "activation", "fraction": 1.0, "samples": 1437,
