@@ -2,19 +2,23 @@
 
 ``python -m landscape_pl fit --config configs/digits/mlp.yaml`` trains through LightningCLI;
 ``python -m landscape_pl interpolate --help`` (and the other analyses) are typed functions whose
-arguments jsonargparse reads from the command line or a ``--config`` file.
+arguments jsonargparse reads from the command line or a ``--config`` file. ``--config`` also takes a
+packaged recipe by path or name (``--config alignment_digits``; ``python -m landscape_pl recipes`` lists them).
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import re
 import sys
-import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
+from landscape_pl.console import quiet_lightning
 from landscape_pl.errors import user_error
 from landscape_pl.fitting import LIGHTNING, LandscapeCLI, catalogue
+from landscape_pl.recipes import find_config
 
 __all__ = ["LandscapeCLI", "main"]
 # name -> "module:function"; imported only when called, so `--help` stays fast.
@@ -33,7 +37,10 @@ COMMANDS = {
     "align": ("landscape_pl.commands.align:align", "permute the end network's units to match the start's (activations or weights); report"),
     "study": ("landscape_pl.commands.study:study", "the alignment study: endpoints, alignment, 4 curve classes, tables (resumable)"),
     "signature": ("landscape_pl.commands.signature:signature", "correlation signature between a midpoint (linear, or a curve's) and each endpoint"),
+    "recipes": ("landscape_pl.recipes:print_recipes", "list the packaged recipes (path, command, description); --config takes a path or a name"),
 }
+CONFIG_FLAGS = ("--config", "-c")
+RECIPE_LIKE = re.compile(r"[\w./-]+")  # a path or a name; inline YAML or JSON given to --config is left alone
 
 
 def usage() -> str:
@@ -69,16 +76,36 @@ def model_from_checkpoint(argv: list[str]) -> list[str]:
     return [*argv, "--model", json.dumps({"class_path": class_path, "init_args": hparams})]
 
 
+def recipe_path(value: str) -> str:
+    """A ``--config`` value as given when it is a file (or not a path at all), else the packaged recipe it names."""
+    if Path(value).is_file() or not RECIPE_LIKE.fullmatch(value):
+        return value
+    return str(find_config(value))
+
+
+def resolve_configs(argv: list[str]) -> list[str]:
+    """Every ``--config NAME`` / ``--config=NAME`` (and ``-c``) through ``recipe_path``, so recipes run from any folder."""
+    resolved = []
+    for i, arg in enumerate(argv):
+        flag, equals, value = arg.partition("=")
+        if equals and flag in CONFIG_FLAGS:
+            arg = f"{flag}={recipe_path(value)}"
+        elif i > 0 and argv[i - 1] in CONFIG_FLAGS:
+            arg = recipe_path(arg)
+        resolved.append(arg)
+    return resolved
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        argv = resolve_configs(argv)
         if not argv or argv[0] in ("-h", "--help"):
             print(usage())
         elif argv[0] in COMMANDS:
             run_command(argv[0], argv[1:])
         else:
-            with warnings.catch_warnings():  # we pass sys.argv on purpose, amended
-                warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            with quiet_lightning():  # also: we pass sys.argv on purpose, amended
                 LandscapeCLI(args=model_from_checkpoint(argv))
     except Exception as err:
         cause = user_error(err)

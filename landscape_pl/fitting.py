@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from landscape_pl.console import quiet_lightning
 from landscape_pl.errors import LandscapeError
 from landscape_pl.layout import LOGS, Run, resumable
 
@@ -70,9 +71,9 @@ def catalogue() -> str:
 
 
 def run_cli(args: Sequence[str]) -> LandscapeCLI:
-    """LandscapeCLI on an argument list built in code: Lightning's warning about not reading sys.argv is moot."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    """LandscapeCLI on an argument list built in code, quietly: one stage of a study prints no banners, tips or
+    INFO lines of its own (Lightning's warning about not reading sys.argv is moot here)."""
+    with quiet_lightning(info=False):
         return LandscapeCLI(args=list(args))
 
 
@@ -90,8 +91,11 @@ def fit_run(config: str | Path, root: str | Path, *overrides: str) -> Path:
     if not resume and (root / LOGS).exists():
         shutil.rmtree(root / LOGS)
     progress = str(sys.stderr.isatty()).lower()  # bars on a terminal, not in logs (overrides may say otherwise)
-    run_cli(["fit", "--config", str(config), f"--trainer.default_root_dir={root}",
-             f"--trainer.enable_progress_bar={progress}", "--trainer.enable_model_summary=false", *overrides, *resume])
+    with warnings.catch_warnings():
+        if resume:  # the checkpoint folder is in use on purpose: the run goes on in place
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        run_cli(["fit", "--config", str(config), f"--trainer.default_root_dir={root}",
+                 f"--trainer.enable_progress_bar={progress}", "--trainer.enable_model_summary=false", *overrides, *resume])
     last = Run(root).last
     if not last.is_file():
         raise LandscapeError(f"fit of {config} wrote no last.ckpt under {root}: add a ModelCheckpoint with save_last: true")
