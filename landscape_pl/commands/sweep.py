@@ -1,8 +1,9 @@
 """``sweep``: DSS for several thresholds L0 and model pairs (Figures 2-6 of Freeman & Bruna 2017).
 
-Each (pair, L0) is one ``connect`` run in its own folder, so an interrupted sweep resumes string by
-string. Writes runs.csv (one row per string), sweep.csv (per L0: mean normalized length, mean bead
-count, share connected) and sweep.png (both means against L0).
+Each (pair, L0) is one string (``landscape_pl.api.strings.connect``) in its own folder, reported there
+as ``connect`` reports it, so an interrupted sweep resumes string by string. Writes runs.csv (one row
+per string), sweep.csv (per L0: mean normalized length, mean bead count, share connected) and
+sweep.png (both means against L0).
 """
 
 from __future__ import annotations
@@ -19,18 +20,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from lightning.pytorch.cli import OptimizerCallable  # noqa: E402
 
-from landscape_pl.commands.connect import connect, resolve_ends  # noqa: E402
+from landscape_pl.api import strings  # noqa: E402
 from landscape_pl.data.base import LandscapeDataModule  # noqa: E402
 from landscape_pl.errors import LandscapeError  # noqa: E402
 from landscape_pl.search import CONNECTED  # noqa: E402
+from landscape_pl.study.strings import resolve_ends  # noqa: E402
 
 RUN_COLUMNS = ("threshold", "pair", "verdict", "beads", "normalized_length", "max_segment_loss")
-OWN = {"threshold", "start", "end", "out", "data", "optimizer", "endpoint_config", "seeds", "epochs", "train_ends", "progress"}
+OWN = {"start", "end", "data", "threshold", "folder", "optimizer", "train_ends", "spec", "progress"}
 
 
 def check_options(options: dict) -> None:
-    """Options are passed to ``connect``; name the first one it does not take."""
-    allowed = set(inspect.signature(connect).parameters) - OWN
+    """Options are ``connect`` settings (``tensorboard``: its report's); name the first one it does not take."""
+    allowed = (set(inspect.signature(strings.connect).parameters) - OWN) | {"tensorboard"}
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise LandscapeError(f"options key {unknown[0]!r} is not a connect setting; choose from {sorted(allowed)}")
@@ -101,6 +103,7 @@ def sweep(
     """
     options = dict(options or {})
     check_options(options)
+    tensorboard = options.pop("tensorboard", True)
     if not thresholds:
         raise LandscapeError("thresholds is empty: give at least one L0")
     root = Path(out)
@@ -111,8 +114,12 @@ def sweep(
     rows = []
     for k, (start, end) in enumerate(pairs):
         for threshold in thresholds:
-            summary = connect(threshold, start, end, out=str(root / f"pair{k}" / f"L0_{threshold:g}"), data=data,
-                              optimizer=optimizer, train_ends=True, progress=progress, **options)
+            folder = root / f"pair{k}" / f"L0_{threshold:g}"
+            result = strings.connect(start, end, data, threshold=threshold, folder=folder, optimizer=optimizer, train_ends=True,
+                                     progress=progress, **options)
+            result.save(folder, tensorboard)
+            print(result.headline())
+            summary = result.summary
             rows.append({"threshold": threshold, "pair": k, "verdict": summary["verdict"], "beads": summary["beads"],
                          "normalized_length": summary["normalized_length"], "max_segment_loss": max(summary["segment_max_loss"])})
     table = aggregate(rows, thresholds)

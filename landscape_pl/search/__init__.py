@@ -2,8 +2,9 @@
 
 from landscape_pl.search.constrained import constrained, string_penalty
 from landscape_pl.search.greedy import greedy
-from landscape_pl.search.job import Budget, Job
-from landscape_pl.search.report import CONNECTED, NOT_CONNECTED, report
+from landscape_pl.search.job import Budget, Job, check_settings
+from landscape_pl.search.report import CONNECTED, NOT_CONNECTED, summarize
 from landscape_pl.search.string import Bead, BeadString, Segment, open_string
 
-__all__ = ["CONNECTED", "NOT_CONNECTED", "Bead", "BeadString", "Budget", "Job", "Segment", "constrained", "greedy", "open_string", "report", "string_penalty"]
+__all__ = ["CONNECTED", "NOT_CONNECTED", "Bead", "BeadString", "Budget", "Job", "Segment", "check_settings", "constrained", "greedy",
+           "open_string", "string_penalty", "summarize"]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from landscape_pl.data.base import LandscapeDataModule
+from landscape_pl.errors import LandscapeError
 from landscape_pl.models.base import build
 from landscape_pl.search.probe import Probe
 from landscape_pl.search.string import Bead, BeadString, Segment
@@ -21,6 +22,21 @@ class Budget:
     depth: int
     steps: int | None = None
     rounds: int | None = None
+
+
+def check_settings(threshold: float, alpha: float, points: int, budget: Budget, bead_steps: int, check_every: int) -> None:
+    """Refuse settings no search can run with, before anything is trained or written (names as the command spells them)."""
+    if not threshold > 0:
+        raise LandscapeError(f"threshold={threshold}: L0 must be a loss level above 0")
+    if not 0 < alpha < 1:
+        raise LandscapeError(f"alpha={alpha}: beads are trained to alpha * L0 with 0 < alpha < 1, below L0 with room to spare")
+    if points < 3:
+        raise LandscapeError(f"points={points}: a segment needs at least 3 grid points to have an interior maximum")
+    budgets = {"max_beads": budget.beads, "max_depth": budget.depth, "max_steps": budget.steps, "max_rounds": budget.rounds,
+               "bead_steps": bead_steps, "check_every": check_every}
+    for name, value in budgets.items():
+        if value is not None and value <= 0:
+            raise LandscapeError(f"{name}={value}: a budget of {value} leaves nothing to search with; give a positive number")
 
 
 @dataclass

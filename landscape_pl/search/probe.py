@@ -29,7 +29,7 @@ class Probe:
         if has_batchnorm(scratch):
             bn_data = batches if split == "train" else list(datamodule.eval_dataloader("train"))
         self.evaluation = Evaluation({split: batches}, get_task(datamodule.task), bn_data, bn_batches, progress)
-        self.scratch, self.ts = scratch, list(ts)
+        self.split, self.scratch, self.ts = split, scratch, list(ts)
         self.loss = measure_with(self.evaluation)
 
     def segment(self, left: dict, right: dict) -> Segment:

@@ -1,8 +1,9 @@
-"""What a finished (or abandoned) string reports: summary.json, the loss profile, the PCA view, TensorBoard.
+"""What a finished (or abandoned) string reports: its summary, the loss profile, the PCA view, TensorBoard.
 
-The profile of the whole string is drawn against arc length (ends at 0 and 1) with the project's path
-report; the PCA figure is appendix C's Figure 7: beads and interpolated points projected on the top
-three principal axes of the beads, coloured by loss. TensorBoard gets both once per depth d, for the
+These compute and draw; ``api.strings.StringResult`` writes them (summary.json, path.csv, path.png,
+pca.png). The profile of the whole string is drawn against arc length (ends at 0 and 1) with the
+project's path report; the PCA figure is appendix C's Figure 7: beads and interpolated points
+projected on the top three principal axes of the beads, coloured by loss. TensorBoard gets both once per depth d, for the
 string made of the beads of depth <= d (snapshots of the search as it deepened).
 """
 
@@ -24,7 +25,7 @@ from landscape_pl.analysis.strings import (  # noqa: E402
     segment_maxima,
 )
 from landscape_pl.paths import Anchors, Row  # noqa: E402
-from landscape_pl.reporting import log_path, path_summary, write_path_report  # noqa: E402
+from landscape_pl.reporting import log_path, path_summary  # noqa: E402
 from landscape_pl.search.job import Job  # noqa: E402
 from landscape_pl.search.string import Bead, Segment  # noqa: E402
 
@@ -77,17 +78,16 @@ def pca_figure(matrix: torch.Tensor, segments: list[Segment], reference: torch.T
     return figure
 
 
-def report(job: Job, reason: str | None, out: Path, tensorboard: bool = True) -> dict:
-    """Write summary.json, path.csv/path.png (profile), pca.png; log per-depth snapshots; return the summary."""
-    string, split = job.string, next(iter(job.probe.evaluation.splits))
-    matrix, segments = substring(job, string.beads)
+def summarize(job: Job, reason: str | None, matrix: torch.Tensor, segments: list[Segment]) -> dict:
+    """summary.json of the whole string (``matrix`` and ``segments`` from ``substring``): the verdict and its numbers."""
+    string = job.string
     maxima = segment_maxima([s.losses for s in segments])
     connected = reason is None and max(maxima) <= job.threshold
-    summary = {
+    return {
         "verdict": CONNECTED if connected else NOT_CONNECTED,
         "reason": None if connected else (reason or "a segment is above L0"),
         "threshold": job.threshold,
-        "split": split,
+        "split": job.probe.split,
         "beads": string.interior,
         "normalized_length": normalized_length(matrix),
         "segment_max_loss": maxima,
@@ -96,14 +96,6 @@ def report(job: Job, reason: str | None, out: Path, tensorboard: bool = True) ->
         "depth": max(b.depth for b in string.beads),
         "training_steps": string.progress["steps"],
     }
-    rows = profile_rows(matrix, segments, split)
-    write_path_report(rows, out, summary, title=f"string: {summary['verdict']} ({string.interior} beads)")
-    figure = pca_figure(matrix, segments, matrix, job.threshold, f"{string.interior} beads")
-    figure.savefig(out / "pca.png", dpi=120)
-    plt.close(figure)
-    if tensorboard:
-        log_depths(job, matrix, out / "tensorboard")
-    return summary
 
 
 def log_depths(job: Job, reference: torch.Tensor, folder: Path) -> None:
@@ -115,7 +107,7 @@ def log_depths(job: Job, reference: torch.Tensor, folder: Path) -> None:
         for depth in range(max(b.depth for b in string.beads) + 1):
             beads = [b for b in string.beads if b.depth <= depth]
             matrix, segments = substring(job, beads)
-            rows = profile_rows(matrix, segments, next(iter(job.probe.evaluation.splits)))
+            rows = profile_rows(matrix, segments, job.probe.split)
             log_path(writer, rows, path_summary(rows), "string", step=depth, profile=False)
             writer.add_scalar("string/beads", len(beads) - 2, depth)
             writer.add_scalar("string/normalized_length", normalized_length(matrix), depth)
