@@ -20,6 +20,7 @@ from nbclient.exceptions import CellExecutionError
 from conftest import ROOT, execute, outputs
 from landscape_pl.cli import main
 from landscape_pl.api.curves import EnsembleResult, curve_summary
+from landscape_pl.api.lines import PathResult
 from landscape_pl.io import write_json, write_path_csv
 from landscape_pl.paths import Row
 from landscape_pl.study.alignment import CLASSES
@@ -40,7 +41,7 @@ def synthetic_study(root: Path) -> dict:
             out = root / "evaluate" / f"{cls}_pair{pair}"
             write_path_csv(rows, out / "path.csv")
             write_json({"curve": "synthetic", **curve_summary(rows, 0.05 + 0.01 * pair)}, out / "summary.json")
-            evaluations[(cls, pair)] = out / "summary.json"
+            evaluations[(cls, pair)] = PathResult.load(out)
             if cls in ("unaligned", "aligned"):
                 members = [{"ensemble": "curve t=0/1", "members": 2, "accuracy": 0.96, "loss": 0.12},
                            {"ensemble": "independent (2 checkpoints)", "members": 2, "accuracy": 0.965, "loss": 0.11}]

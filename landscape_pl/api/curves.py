@@ -4,6 +4,7 @@ ensembles of networks along the curve next to independently trained ones (sectio
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +144,11 @@ class EnsembleResult(Result):
     """
 
     rows: list[dict]
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "EnsembleResult":
+        """The result a finished run left in ``folder`` (ensembles.json)."""
+        return cls(json.loads((Path(folder) / "ensembles.json").read_text())["ensembles"])
 
     @property
     def summary(self) -> dict:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from landscape_pl.api.inputs import NetworkLike, as_data, as_network, task_of
 from landscape_pl.api.result import Result
 from landscape_pl.data.loaders import Data
 from landscape_pl.distributed import join_launched_group
+from landscape_pl.io import read_path_csv
 from landscape_pl.labels import short
 from landscape_pl.layout import resolve_init
 from landscape_pl.paths import Row, line
@@ -35,6 +37,12 @@ class PathResult(Result):
     summary: dict
     title: str = ""
     prefix: str = "path"
+
+    @classmethod
+    def load(cls, folder: str | Path, prefix: str = "path") -> "PathResult":
+        """The result a finished run left in ``folder`` (path.csv and summary.json)."""
+        folder = Path(folder)
+        return cls(read_path_csv(folder / "path.csv"), json.loads((folder / "summary.json").read_text()), prefix=prefix)
 
     def split_summary(self) -> dict:
         """The per-split part of the summary (what TensorBoard shows as scalars)."""

@@ -5,6 +5,7 @@ classes, which the paper ties to the plateau."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,15 @@ class MLIResult(Result):
     paths: dict[tuple[str, str], PathResult]
     runs: list[str]
     plateau_tolerance: float
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "MLIResult":
+        """The result a finished run left in ``folder`` (mli.json and each path's folder)."""
+        folder = Path(folder)
+        saved = json.loads((folder / "mli.json").read_text())
+        keys = dict.fromkeys((row["run"], row["variant"]) for row in saved["table"])
+        paths = {(label, variant): PathResult.load(folder / label.replace("/", "_") / variant, "interpolate") for label, variant in keys}
+        return cls(saved["table"], paths, saved["runs"], saved["plateau_tolerance"])
 
     @property
     def summary(self) -> dict:

@@ -24,8 +24,9 @@ from torch import nn
 
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network, read_checkpoint
-from landscape_pl.paths import Evaluation, Path, line
+from landscape_pl.paths import Path, line
 from landscape_pl.paths.grid import t_grid
+from landscape_pl.paths.settings import EvalSettings
 from landscape_pl.reporting import log_path, path_summary, write_path_report
 from landscape_pl.tasks import get_task
 
@@ -130,13 +131,7 @@ class PathEvaluation(L.Callback):
         network, path = self.path(pl_module)
         path.check(self.ts)
         was_training = network.training
-        evaluation = Evaluation(
-            splits={split: datamodule.eval_dataloader(split) for split in self.splits},
-            task=task,
-            bn_data=datamodule.eval_dataloader("train"),
-            bn_batches=self.bn_batches,
-            progress=False,
-        )
+        evaluation = EvalSettings(self.splits, self.bn_batches, progress=False).evaluation(datamodule, task)
         rows = evaluation.path(network, path, self.ts, desc=self.name)
         network.train(was_training)
         summary = path_summary(rows, self.mli_tolerance)

@@ -12,12 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from landscape_pl.commands.mli import Variant
+from landscape_pl.api.mli import Variant
 from landscape_pl.errors import LandscapeError
 from landscape_pl.paths.grid import t_grid
 from landscape_pl.recipes import find_config
 from landscape_pl.study.lines import line_stages
-from landscape_pl.study.runner import run_stages
+from landscape_pl.study.runner import Outcomes, run_stages
 
 
 def lines(
@@ -75,7 +75,9 @@ def lines(
         if missing:
             raise LandscapeError(f"points={points} on t_range={list(t_range)} misses t = {missing}, where the endpoints "
                                  "are: choose points so that (t_max - t_min) / (points - 1) divides 1 (e.g. 91 on [-1, 2])")
-    run_stages(line_stages(root, configs, seeds, fits, grid, mli, mli_points, splits, bn_batches, accelerator), root)
+    outcomes = Outcomes()
+    run_stages(line_stages(root, configs, seeds, fits, grid, mli, mli_points, splits, bn_batches, accelerator, outcomes), root,
+               outcomes=outcomes)
     report = root / "report"
     print((report / "report.md").read_text())
     print(f"report in {report}; tensorboard --logdir {root}")

@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Literal
 
 from landscape_pl.errors import LandscapeError
+from landscape_pl.layout import Study
 from landscape_pl.recipes import find_config
 from landscape_pl.study.alignment import CLASSES, alignment_stages, plane_stages
 from landscape_pl.study.report import write_report
-from landscape_pl.study.runner import Stage, run_stages
+from landscape_pl.study.runner import Outcomes, Stage, run_stages
 
 CurveClass = Literal["unaligned", "aligned", "pam_unaligned", "pam_aligned"]
 
@@ -66,18 +67,22 @@ def study(
     if unknown:
         raise LandscapeError(f"classes: {unknown[0]!r} is not one of {list(CLASSES)}")
     root = Path(out)
-    stages, files = alignment_stages(
+    stages, found = alignment_stages(
         root, find_config(endpoint_config), find_config(curve_config), find_config(pam_config), pairs, classes,
         method, endpoint_epochs, curve_epochs, pam_schedule, points, ensemble_t, accelerator, overrides, endpoint_overrides)
     if plane_points:
-        stages += plane_stages(root, tuple(pairs[0]), classes, plane_points, accelerator)
-    report_dir = root / "report"
-    planes = {s.name: s.outputs[-1] for s in stages if s.name.startswith("plane_")}  # each plane stage's plane.png
-    stages.append(Stage("report", lambda: write_report(files.evaluations, report_dir, files.alignments, files.ensembles, planes),
-                        [report_dir / "tables.csv", report_dir / "tables.md", report_dir / "accuracy_along_curve.png"],
-                        inputs=[*files.evaluations.values(), *files.alignments.values(), *files.ensembles.values(), *planes.values()],
+        stages += plane_stages(root, tuple(pairs[0]), classes, plane_points, accelerator, found)
+    report_dir, outcomes = Study(root).report, Outcomes()
+
+    def report() -> dict:
+        return write_report({key: outcomes[name] for key, name in found.evaluations.items()}, report_dir,
+                            {pair: outcomes[name] for pair, name in found.alignments.items()},
+                            {key: outcomes[name] for key, name in found.ensembles.items()}, found.planes)
+
+    stages.append(Stage("report", report, [report_dir / "tables.csv", report_dir / "tables.md", report_dir / "accuracy_along_curve.png"],
+                        inputs=list(found.planes.values()),
                         depends=[s.name for s in stages if s.name.startswith(("evaluate_", "align_", "ensembles_", "plane_"))]))
-    run_stages(stages, root)
+    run_stages(stages, root, outcomes=outcomes)
     print((report_dir / "tables.md").read_text())
     print(f"report in {report_dir}; tensorboard --logdir {root}")
     return {"report": str(report_dir)}

@@ -27,8 +27,8 @@ from torch import nn
 
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import LoadedNetwork, load_network, read_checkpoint
-from landscape_pl.paths.anchors import Anchors, NetworkSlots
-from landscape_pl.paths.curves import CURVES, Curve, CurveKind, basis, control_count, on_segment, weighted_sum
+from landscape_pl.paths.anchors import Anchors, NetworkSlots, weighted_sum
+from landscape_pl.paths.curves import Curve, CurveKind, basis, control_count, curve_class, on_segment
 from landscape_pl.paths.gradients import draw_t, group_gradients
 from landscape_pl.tasks import get_task
 
@@ -169,7 +169,7 @@ class CurveModule(L.LightningModule):
         """The curve with the current anchors (detached), for evaluation and export."""
         anchors = copy.copy(self.anchors)
         anchors.matrix = self.rows()
-        return CURVES[self.hparams.curve](anchors)
+        return curve_class(self.hparams.curve)(anchors)
 
     def rows(self) -> torch.Tensor:
         """All K anchors as one (K, P) matrix, in order [start, controls..., end]."""

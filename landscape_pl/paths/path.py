@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 
 from landscape_pl.errors import LandscapeError
-from landscape_pl.paths.anchors import Anchors, NetworkSlots, StateDict
+from landscape_pl.paths.anchors import Anchors, NetworkSlots, StateDict, weighted_sum
 
 Selection = Literal["all", "weights", "biases"]
 
@@ -68,7 +68,7 @@ class Path:
             slots.write(self.point(t))
 
     def point(self, t: float) -> torch.Tensor:
-        theta = self.anchors.combine(self.coefficients(t))
+        theta = weighted_sum(list(self.anchors.matrix), self.coefficients(t).tolist())
         if self.moving is not None:
             theta = torch.where(self.moving.to(theta.device), theta, self.held.to(theta))
         return theta

@@ -7,25 +7,33 @@ activation-aligned θ2), PAM Unaligned (PAM from P = I) and PAM Aligned (PAM fro
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from landscape_pl.api.alignment import align
+from landscape_pl.api.curves import EnsembleResult, curve_ensembles, evaluate_curve
+from landscape_pl.api.lines import PathResult
+from landscape_pl.api.planes import plane
 from landscape_pl.fitting import fit_run
-from landscape_pl.study.endpoints import endpoint_stage, file_digest, last_checkpoint
+from landscape_pl.layout import Study
+from landscape_pl.study.endpoints import endpoint_stage, file_digest
+from landscape_pl.study.lines import saved
 from landscape_pl.study.runner import Stage
 
 CLASSES = ("unaligned", "aligned", "pam_unaligned", "pam_aligned")
 
 
 @dataclass
-class StudyFiles:
-    """Where the stages leave what the report reads: each (class, pair) curve evaluation's summary.json,
-    each pair's align report.json, each (class, pair) ensembles.csv."""
+class StudyStages:
+    """The stages whose results the report reads: each (class, pair) curve evaluation, each pair's
+    alignment, each (class, pair) ensemble table, each plane (name -> its plane.png)."""
 
-    evaluations: dict[tuple[str, int], Path] = field(default_factory=dict)
-    alignments: dict[int, Path] = field(default_factory=dict)
-    ensembles: dict[tuple[str, int], Path] = field(default_factory=dict)
+    evaluations: dict[tuple[str, int], str] = field(default_factory=dict)
+    alignments: dict[int, str] = field(default_factory=dict)
+    ensembles: dict[tuple[str, int], str] = field(default_factory=dict)
+    planes: dict[str, Path] = field(default_factory=dict)
 
 
 def alignment_stages(
@@ -44,32 +52,30 @@ def alignment_stages(
     accelerator: str,
     overrides: Sequence[str] = (),
     endpoint_overrides: Sequence[str] = (),
-) -> tuple[list[Stage], StudyFiles]:
-    """All stages in order, and where they write what the report reads."""
-    from landscape_pl.commands.align import align
-    from landscape_pl.commands.curve import curve, curve_ensembles
-
+) -> tuple[list[Stage], StudyStages]:
+    """All stages in order, and which of them the report reads."""
+    layout = Study(root)
     stages: list[Stage] = []
     endpoint: dict[int, Path] = {}
     epochs = [*overrides, *endpoint_overrides] + ([] if endpoint_epochs is None else [f"--trainer.max_epochs={endpoint_epochs}"])
     for seed in dict.fromkeys(s for pair in pairs for s in pair):
-        run = root / "endpoints" / f"seed{seed}"
-        endpoint[seed] = last_checkpoint(run)
+        run = layout.endpoint(seed)
+        endpoint[seed] = run.last
         stages.append(endpoint_stage(f"endpoint_seed{seed}", run, endpoint_config, seed, epochs))
-    files = StudyFiles()
+    found = StudyStages()
     for i, (seed_a, seed_b) in enumerate(pairs):
         a, b = endpoint[seed_a], endpoint[seed_b]
         ends = [f"endpoint_seed{seed_a}", f"endpoint_seed{seed_b}"]
-        align_dir = root / "align" / f"pair{i}"
-        files.alignments[i] = align_dir / "report.json"
+        align_dir = layout.alignment(i)
+        found.alignments[i] = f"align_pair{i}"
         stages.append(Stage(
             f"align_pair{i}",
-            lambda a=a, b=b, out=align_dir: align(str(a), str(b), out=str(out), method=method, points=points,
-                                                  accelerator=accelerator, progress=False),
+            lambda a=a, b=b, out=align_dir: saved(align(str(a), str(b), method=method, points=points, accelerator=accelerator,
+                                                        progress=False), out, tensorboard=True).report,
             [align_dir, align_dir / "aligned.ckpt", align_dir / "permutation.json"], {"method": method, "points": points},
-            inputs=[a, b], depends=ends))
+            inputs=[a, b], depends=ends, load=lambda out=align_dir: json.loads((out / "report.json").read_text())))
         for cls in classes:
-            run = root / "curves" / f"{cls}_pair{i}"
+            run = layout.curve(cls, i)
             end = align_dir / "aligned.ckpt" if cls == "aligned" else b
             fit_args = [*overrides, f"--model.init_args.start={a}", f"--model.init_args.end={end}"]
             if cls.startswith("pam"):
@@ -85,48 +91,52 @@ def alignment_stages(
             else:
                 config = curve_config
                 fit_args += [] if curve_epochs is None else [f"--trainer.max_epochs={curve_epochs}"]
-            ckpt = last_checkpoint(run)
+            ckpt = run.last
             stages.append(Stage(
-                f"curve_{cls}_pair{i}", lambda c=config, r=run, o=tuple(fit_args): fit_run(c, r, *o),
-                [run, ckpt], {"config": file_digest(config), "overrides": fit_args},
-                inputs=[a, end], depends=[*ends, f"align_pair{i}"]))
-            out = root / "evaluate" / f"{cls}_pair{i}"
-            files.evaluations[(cls, i)] = out / "summary.json"
+                f"curve_{cls}_pair{i}", lambda c=config, r=run.root, o=tuple(fit_args): fit_run(c, r, *o),
+                [run.root, ckpt], {"config": file_digest(config), "overrides": fit_args},
+                inputs=[a, end], depends=[*ends, f"align_pair{i}"], load=lambda ckpt=ckpt: ckpt))
+            out = layout.evaluation(cls, i)
+            found.evaluations[(cls, i)] = f"evaluate_{cls}_pair{i}"
             stages.append(Stage(
                 f"evaluate_{cls}_pair{i}",
-                lambda ckpt=ckpt, out=out: curve(str(ckpt), out=str(out), points=points, accelerator=accelerator, progress=False),
+                lambda ckpt=ckpt, out=out: saved(evaluate_curve(str(ckpt), points=points, accelerator=accelerator, progress=False),
+                                                 out, tensorboard=True),
                 [out, out / "summary.json", out / "path.csv"], {"points": points},
-                inputs=[ckpt], depends=[f"curve_{cls}_pair{i}"]))
+                inputs=[ckpt], depends=[f"curve_{cls}_pair{i}"], load=lambda out=out: PathResult.load(out, "curve")))
             if ensemble_t and cls in ("unaligned", "aligned"):
-                ens = root / "ensembles" / f"{cls}_pair{i}"
-                files.ensembles[(cls, i)] = ens / "ensembles.csv"
+                ens = layout.ensembles(cls, i)
+                found.ensembles[(cls, i)] = f"ensembles_{cls}_pair{i}"
                 stages.append(Stage(
                     f"ensembles_{cls}_pair{i}",
-                    lambda ckpt=ckpt, ens=ens, a=a, b=b: curve_ensembles(
+                    lambda ckpt=ckpt, ens=ens, a=a, b=b: saved(curve_ensembles(
                         str(ckpt), t_sets=[list(map(float, ts)) for ts in ensemble_t], independent=[str(a), str(b)],
-                        out=str(ens), accelerator=accelerator),
+                        accelerator=accelerator), ens),
                     [ens, ens / "ensembles.csv"], {"t": [list(ts) for ts in ensemble_t]},
-                    inputs=[ckpt], depends=[f"curve_{cls}_pair{i}"]))
-    return stages, files
+                    inputs=[ckpt], depends=[f"curve_{cls}_pair{i}"], load=lambda ens=ens: EnsembleResult.load(ens)))
+    return stages, found
 
 
-def plane_stages(root: Path, pair: tuple[int, int], classes: Sequence[str], points: int, accelerator: str) -> list[Stage]:
+def plane_stages(root: Path, pair: tuple[int, int], classes: Sequence[str], points: int, accelerator: str,
+                 found: StudyStages) -> list[Stage]:
     """The first pair's planes on test data: through θ1, θ2 and the aligned θ2 (Figure 3: where the curves
     start), and through each trained curve's θ1, control point and θ2 with the curve drawn (Figures 4, 12, 13)."""
-    from landscape_pl.commands.plane import plane
-
-    align_dir, planes = root / "align" / "pair0", root / "planes"
-    a, b = (last_checkpoint(root / "endpoints" / f"seed{seed}") for seed in pair)
+    layout = Study(root)
+    align_dir = layout.alignment(0)
+    a, b = (layout.endpoint(seed).last for seed in pair)
     options = dict(points=points, splits=["test"], accelerator=accelerator, progress=False)
+    folder = layout.plane("endpoints_pair0")
     stages = [Stage(
         "plane_endpoints_pair0",
-        lambda: plane(networks=[str(a), str(b), str(align_dir / "aligned.ckpt")], labels=["θ1", "θ2", "Pθ2"],
-                      out=str(planes / "endpoints_pair0"), **options),
-        [planes / "endpoints_pair0" / "plane.csv", planes / "endpoints_pair0" / "plane.png"], {"points": points},
+        lambda: saved(plane(networks=[str(a), str(b), str(align_dir / "aligned.ckpt")], labels=["θ1", "θ2", "Pθ2"], **options),
+                      folder, tensorboard=True),
+        [folder / "plane.csv", folder / "plane.png"], {"points": points},
         inputs=[a, b, align_dir / "aligned.ckpt"], depends=["align_pair0"])]
+    found.planes["plane_endpoints_pair0"] = folder / "plane.png"
     for cls in classes:
-        ckpt, out = last_checkpoint(root / "curves" / f"{cls}_pair0"), planes / f"{cls}_pair0"
+        ckpt, out = layout.curve(cls, 0).last, layout.plane(f"{cls}_pair0")
         stages.append(Stage(
-            f"plane_{cls}_pair0", lambda ckpt=ckpt, out=out: plane(curve_ckpt=str(ckpt), out=str(out), **options),
+            f"plane_{cls}_pair0", lambda ckpt=ckpt, out=out: saved(plane(curve_ckpt=str(ckpt), **options), out, tensorboard=True),
             [out / "plane.csv", out / "plane.png"], {"points": points}, inputs=[ckpt], depends=[f"curve_{cls}_pair0"]))
+        found.planes[f"plane_{cls}_pair0"] = out / "plane.png"
     return stages

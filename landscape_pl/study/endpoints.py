@@ -7,12 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from landscape_pl.fitting import fit_run
+from landscape_pl.layout import Run
 from landscape_pl.study.runner import Stage
-
-
-def last_checkpoint(run: Path) -> Path:
-    """Where a fresh fit into ``run`` leaves its last checkpoint."""
-    return run / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
 
 
 def file_digest(path: str | Path) -> str:
@@ -20,8 +16,8 @@ def file_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def endpoint_stage(name: str, run: Path, config: Path, seed: int, overrides: Sequence[str] = ()) -> Stage:
+def endpoint_stage(name: str, run: Run, config: Path, seed: int, overrides: Sequence[str] = ()) -> Stage:
     """Fit ``config`` into ``run`` with ``seed`` setting initialization and data order alike."""
     args = (f"--seed_everything={seed}", f"--model.init_args.init_seed={seed}", f"--data.init_args.data_seed={seed}", *overrides)
-    return Stage(name, lambda: fit_run(config, run, *args), [run, last_checkpoint(run)],
-                 {"config": file_digest(config), "args": args})
+    return Stage(name, lambda: fit_run(config, run.root, *args), [run.root, run.last],
+                 {"config": file_digest(config), "args": args}, load=lambda: run.last)

@@ -5,15 +5,17 @@ each endpoint's initialization to its solution in the plateau paper's variants (
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from landscape_pl.io import read_path_csv
+from landscape_pl.api.lines import PathResult, interpolate
+from landscape_pl.api.mli import COLUMNS as MLI_COLUMNS
+from landscape_pl.api.mli import MLIResult, mli
+from landscape_pl.layout import Study
+from landscape_pl.paths.grid import t_grid
 from landscape_pl.reporting import write_table
-from landscape_pl.study.endpoints import endpoint_stage, last_checkpoint
-from landscape_pl.study.runner import Stage
+from landscape_pl.study.endpoints import endpoint_stage
+from landscape_pl.study.runner import Outcomes, Stage
 
 LINE_COLUMNS = ("endpoints", "split", "loss_t_min", "loss_0", "barrier", "loss_1", "loss_t_max", "min_accuracy_0_1",
                 "local_minima_t")
@@ -30,46 +32,56 @@ def line_stages(
     splits: Sequence[str],
     bn_batches: int | None,
     accelerator: str,
+    outcomes: Outcomes,
 ) -> list[Stage]:
     """Endpoint fits, one line per endpoint config (first two seeds), one MLI comparison over every
-    endpoint, and the report; ``line_grid`` is (t_min, t_max, points) or None for no line."""
-    from landscape_pl.commands.interpolate import interpolate
-    from landscape_pl.commands.mli import mli
-
+    endpoint, and the report; ``line_grid`` is (t_min, t_max, points) or None for no line. Each stage
+    leaves its result in ``outcomes`` for the report."""
+    layout = Study(root)
     stages: list[Stage] = []
     finals: dict[tuple[str, int], Path] = {}
     for name, config in endpoints.items():
         for seed in seeds:
-            run = root / "endpoints" / name / f"seed{seed}"
-            finals[(name, seed)] = last_checkpoint(run)
+            run = layout.endpoint(seed, name)
+            finals[(name, seed)] = run.last
             stages.append(endpoint_stage(f"endpoint_{name}_seed{seed}", run, config, seed, overrides))
-    lines: dict[str, Path] = {}
+    lines: list[str] = []
     if line_grid is not None:
-        t_min, t_max, points = line_grid
+        ts = t_grid(*line_grid)
         for name in endpoints:
             a, b = finals[(name, seeds[0])], finals[(name, seeds[1])]
-            out = lines[name] = root / "line" / name
+            out = layout.line(name)
+            lines.append(name)
             stages.append(Stage(
                 f"line_{name}",
-                lambda a=a, b=b, out=out: interpolate(str(a), str(b), out=str(out), t_min=t_min, t_max=t_max, points=points,
-                                                      splits=list(splits), bn_batches=bn_batches, accelerator=accelerator),
+                lambda a=a, b=b, out=out: saved(interpolate(str(a), str(b), t=ts, splits=list(splits), bn_batches=bn_batches,
+                                                            accelerator=accelerator), out, tensorboard=True),
                 [out / "path.csv", out / "summary.json", out / "path.png"],
                 {"grid": line_grid, "splits": list(splits), "bn_batches": bn_batches},
-                inputs=[a, b], depends=[f"endpoint_{name}_seed{seeds[0]}", f"endpoint_{name}_seed{seeds[1]}"]))
-    mli_dir = root / "mli"
+                inputs=[a, b], depends=[f"endpoint_{name}_seed{seeds[0]}", f"endpoint_{name}_seed{seeds[1]}"],
+                load=lambda out=out: PathResult.load(out, "interpolate")))
     if mli_variants:
         stages.append(Stage(
             "mli",
-            lambda: mli([str(f) for f in finals.values()], out=str(mli_dir), points=mli_points, variants=list(mli_variants),
-                        splits=list(splits), bn_batches=bn_batches, accelerator=accelerator),
-            [mli_dir / "mli.csv", mli_dir / "mli.md", mli_dir / "mli.png"],
+            lambda: saved(mli([str(f) for f in finals.values()], points=mli_points, variants=list(mli_variants), splits=list(splits),
+                              bn_batches=bn_batches, accelerator=accelerator), layout.mli, tensorboard=True),
+            [layout.mli / "mli.csv", layout.mli / "mli.md", layout.mli / "mli.png"],
             {"variants": list(mli_variants), "points": mli_points, "splits": list(splits), "bn_batches": bn_batches},
-            inputs=list(finals.values()), depends=[f"endpoint_{name}_seed{seed}" for name, seed in finals]))
-    report = root / "report"
+            inputs=list(finals.values()), depends=[f"endpoint_{name}_seed{seed}" for name, seed in finals],
+            load=lambda: MLIResult.load(layout.mli)))
+    report = layout.report
     stages.append(Stage(
-        "report", lambda: write_report(lines, mli_dir if mli_variants else None, report), [report / "report.md"],
+        "report",
+        lambda: write_report({name: outcomes[f"line_{name}"] for name in lines}, outcomes["mli"] if mli_variants else None, report),
+        [report / "report.md"],
         {"lines": sorted(lines), "mli": bool(mli_variants)}, depends=[s.name for s in stages if not s.name.startswith("endpoint_")]))
     return stages
+
+
+def saved(result, out: Path, tensorboard: bool = False):
+    """``result`` written into ``out``, and returned for the stages after it."""
+    result.save(out, tensorboard)
+    return result
 
 
 def line_rows(name: str, summary: dict, rows: list) -> list[dict]:
@@ -85,18 +97,21 @@ def line_rows(name: str, summary: dict, rows: list) -> list[dict]:
     return table
 
 
-def write_report(lines: Mapping[str, Path], mli_dir: Path | None, out: Path) -> None:
-    """report.md (the line table, then the MLI table) and lines.csv, with the figures copied beside them."""
+def write_report(lines: Mapping[str, PathResult], mli_result: MLIResult | None, out: Path) -> None:
+    """report.md (the line table, then the MLI table) and lines.csv, with the figures drawn beside them."""
+    from landscape_pl.plots import plt
+
     out.mkdir(parents=True, exist_ok=True)
     parts = []
+    figures = {f"line_{name}.png": result for name, result in lines.items()}
     if lines:
-        table = [row for name, folder in lines.items()
-                 for row in line_rows(name, json.loads((folder / "summary.json").read_text()), read_path_csv(folder / "path.csv"))]
+        table = [row for name, result in lines.items() for row in line_rows(name, result.summary, result.rows)]
         parts.append("## Straight lines between endpoints\n\n" + write_table(table, LINE_COLUMNS, out / "lines"))
-        for name, folder in lines.items():
-            shutil.copy(folder / "path.png", out / f"line_{name}.png")
-    if mli_dir is not None:
-        parts.append("## Linear interpolation from initialization (MLI)\n\n" + (mli_dir / "mli.md").read_text())
-        for name in ("mli.png", "mli.csv", "mli.md"):
-            shutil.copy(mli_dir / name, out / name)
+    if mli_result is not None:
+        parts.append("## Linear interpolation from initialization (MLI)\n\n" + write_table(mli_result.table, MLI_COLUMNS, out / "mli"))
+        figures["mli.png"] = mli_result
+    for name, result in figures.items():
+        figure = result.plot()
+        figure.savefig(out / name, dpi=120)
+        plt.close(figure)
     (out / "report.md").write_text("\n".join(parts))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from landscape_pl.io import read_path_csv, write_json
+from landscape_pl.api.curves import EnsembleResult
+from landscape_pl.api.lines import PathResult
+from landscape_pl.io import write_json
 
 # (column, heading, the paper's table), read from each evaluation's summary.json.
 METRICS = (
@@ -26,12 +27,12 @@ def metric(summary: dict, name: str, split: str) -> float:
     return float(summary[split][name])
 
 
-def class_table(evaluations: Mapping[tuple[str, int], Path], split: str = "test") -> list[dict]:
+def class_table(evaluations: Mapping[tuple[str, int], PathResult], split: str = "test") -> list[dict]:
     """One row per curve class: mean and std over pairs of every metric."""
     classes = list(dict.fromkeys(cls for cls, _ in evaluations))
     rows = []
     for cls in classes:
-        summaries = [json.loads(p.read_text()) for (c, _), p in evaluations.items() if c == cls]
+        summaries = [result.summary for (c, _), result in evaluations.items() if c == cls]
         row: dict = {"class": cls, "pairs": len(summaries)}
         for name, _, _ in METRICS:
             values = np.array([metric(s, name, split) for s in summaries])
@@ -64,16 +65,16 @@ def verdict(rows: list[dict]) -> str:
     return f"on this data aligned curves are NOT as accurate along their length as unaligned ones ({aligned:.2%} vs {unaligned:.2%})"
 
 
-def accuracy_figure(evaluations: Mapping[tuple[str, int], Path], split: str = "test"):
+def accuracy_figure(evaluations: Mapping[tuple[str, int], PathResult], split: str = "test"):
     """Figure 2: accuracy along the curve per class, mean over pairs with a band of ± one std."""
     from landscape_pl.plots import plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for cls in dict.fromkeys(c for c, _ in evaluations):
         profiles = []
-        for (c, _), summary in evaluations.items():
+        for (c, _), result in evaluations.items():
             if c == cls:
-                rows = sorted((r for r in read_path_csv(summary.parent / "path.csv") if r.split == split), key=lambda r: r.key)
+                rows = sorted((r for r in result.rows if r.split == split), key=lambda r: r.key)
                 ts, profiles = [r.key for r in rows], profiles + [[r.accuracy for r in rows]]
         values = np.array(profiles, dtype=float)
         mean, std = values.mean(0), values.std(0)
@@ -90,11 +91,10 @@ ALIGNMENT_COLUMNS = ("pair", "correlation_before", "correlation_after", "barrier
                      "barrier_unaligned_test", "barrier_aligned_test")
 
 
-def alignment_rows(reports: Mapping[int, Path]) -> list[dict]:
+def alignment_rows(reports: Mapping[int, dict]) -> list[dict]:
     """One row per pair from its align report: mean cross-correlation before/after (Figure 1b) and both barriers."""
     rows = []
-    for pair, path in reports.items():
-        report = json.loads(Path(path).read_text())
+    for pair, report in reports.items():
         barrier = report.get("barrier", {})
         rows.append({"pair": pair, "correlation_before": report["mean_correlation"]["before"],
                      "correlation_after": report["mean_correlation"]["after"],
@@ -103,19 +103,15 @@ def alignment_rows(reports: Mapping[int, Path]) -> list[dict]:
     return rows
 
 
-def ensemble_rows(tables: Mapping[tuple[str, int], Path]) -> list[dict]:
-    """Every ensembles.csv of the study, each row tagged with its curve class and pair (section 5)."""
-    rows = []
-    for (cls, pair), path in tables.items():
-        with Path(path).open(newline="") as handle:
-            rows += [{"class": cls, "pair": pair, **row} for row in csv.DictReader(handle)]
-    return rows
+def ensemble_rows(tables: Mapping[tuple[str, int], EnsembleResult]) -> list[dict]:
+    """Every ensemble table of the study, each row tagged with its curve class and pair (section 5)."""
+    return [{"class": cls, "pair": pair, **row} for (cls, pair), result in tables.items() for row in result.rows]
 
 
-def write_report(evaluations: Mapping[tuple[str, int], Path], out: Path, alignments: Mapping[int, Path] | None = None,
-                 ensembles: Mapping[tuple[str, int], Path] | None = None, figures: Mapping[str, Path] | None = None) -> dict:
+def write_report(evaluations: Mapping[tuple[str, int], PathResult], out: Path, alignments: Mapping[int, dict] | None = None,
+                 ensembles: Mapping[tuple[str, int], EnsembleResult] | None = None, figures: Mapping[str, Path] | None = None) -> dict:
     """tables.csv, tables.md (with the verdict), accuracy_along_curve.png, report.json, and TensorBoard;
-    with ``alignments`` (pair -> align report.json) and ``ensembles`` ((class, pair) -> ensembles.csv)
+    with ``alignments`` (pair -> align report) and ``ensembles`` ((class, pair) -> ensemble table)
     also alignment.csv/.md and ensembles.csv/.md, and ``figures`` (name -> PNG, e.g. the planes) copied
     in as <name>.png, so the report folder holds every table and figure of the study."""
     import shutil

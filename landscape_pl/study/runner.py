@@ -20,7 +20,11 @@ from landscape_pl.errors import LandscapeError
 
 @dataclass
 class Stage:
-    """One step: ``run`` must create every path in ``outputs``; ``inputs`` must exist before it runs."""
+    """One step: ``run`` must create every path in ``outputs``; ``inputs`` must exist before it runs.
+
+    ``run`` returns the stage's result (a library Result, a checkpoint path); ``load`` reads the
+    same result back from the outputs, for a stage that was done before this process started.
+    """
 
     name: str
     run: Callable[[], Any]
@@ -28,6 +32,32 @@ class Stage:
     settings: dict = field(default_factory=dict)
     inputs: Sequence[Path] = ()
     depends: Sequence[str] = ()
+    load: Callable[[], Any] | None = None
+
+
+class Outcomes:
+    """What each stage produced: kept in memory when it ran in this process, read from its files
+    (once, when first asked) when it was done already, so later stages never re-read a fresh result."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+        self._loaders: dict[str, Callable[[], Any]] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._values:
+            if name not in self._loaders:
+                raise LandscapeError(f"stage {name!r} has no result to read (it has no load, or has not run)")
+            self._values[name] = self._loaders.pop(name)()
+        return self._values[name]
+
+    def ran(self, name: str, value: Any) -> None:
+        self._values[name] = value
+        self._loaders.pop(name, None)
+
+    def done_before(self, name: str, load: Callable[[], Any] | None) -> None:
+        self._values.pop(name, None)
+        if load is not None:
+            self._loaders[name] = load
 
 
 def fingerprint(stage: Stage, upstream: dict[str, str]) -> str:
@@ -35,7 +65,8 @@ def fingerprint(stage: Stage, upstream: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def run_stages(stages: Sequence[Stage], root: Path, log: Callable[[str], None] = print) -> dict[str, str]:
+def run_stages(stages: Sequence[Stage], root: Path, log: Callable[[str], None] = print,
+               outcomes: Outcomes | None = None) -> dict[str, str]:
     """Run the stages in order, skipping those already done with the same fingerprint.
 
     A stage's stamp is written before it runs (``done: false``) and completed after. A stage
@@ -57,6 +88,8 @@ def run_stages(stages: Sequence[Stage], root: Path, log: Callable[[str], None] =
         if same and recorded.get("done", True) and all(Path(p).exists() for p in stage.outputs):
             log(f"[study] {stage.name}: done already, skipped")
             done[stage.name] = print_
+            if outcomes is not None:
+                outcomes.done_before(stage.name, stage.load)
             continue
         missing = [p for p in stage.inputs if not Path(p).exists()]
         if missing:
@@ -72,7 +105,9 @@ def run_stages(stages: Sequence[Stage], root: Path, log: Callable[[str], None] =
                 remove(Path(output))
             log(f"[study] {stage.name}: running")
         stamp.write_text(json.dumps({"fingerprint": print_, "done": False, "settings": stage.settings}, indent=1, default=str))
-        stage.run()
+        value = stage.run()
+        if outcomes is not None:
+            outcomes.ran(stage.name, value)
         absent = [p for p in stage.outputs if not Path(p).exists()]
         if absent:
             raise LandscapeError(f"stage {stage.name!r} finished without writing {str(absent[0])!r}")
