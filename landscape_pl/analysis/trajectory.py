@@ -4,21 +4,36 @@ With T snapshots of P parameters (T << P), the centred Gram matrix G = X_c X_c^T
 the analyses need: its eigenvalues are the components' variances, ``V sqrt(Λ)`` are the snapshots'
 coordinates on the components, and ||x_i - x_j||^2 = G_ii + G_jj - 2 G_ij. G is accumulated over
 column chunks read from disk, so memory is O(T^2 + T * chunk), never O(P^2) nor O(T * P).
+A run is anything read like a SnapshotStore (``Trajectory``): a folder on disk, or snapshots in memory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from landscape_pl.callbacks.trajectory import SnapshotStore
 from landscape_pl.errors import LandscapeError
 
 CHUNK_BYTES = 64 * 2**20
+
+
+class Trajectory(Protocol):
+    """One run's snapshots as the PCA reads them: parameter names and shapes, each snapshot's step and
+    epoch, and float32 column ranges of all snapshots (``callbacks.trajectory.SnapshotStore`` on disk)."""
+
+    names: list[str]
+    shapes: list[tuple[int, ...]]
+    snapshots: list[dict]
+    numel: int
+
+    def __len__(self) -> int: ...
+
+    def columns(self, start: int, stop: int, *, out: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass
@@ -41,7 +56,7 @@ class TrajectoryPCA:
         return float(self.ratio[:k].sum())
 
 
-def check_stores(stores: Sequence[SnapshotStore], labels: Sequence[str]) -> None:
+def check_stores(stores: Sequence[Trajectory], labels: Sequence[str]) -> None:
     """One architecture, and at least two snapshots in all: what a PCA needs."""
     for store, label in zip(stores[1:], labels[1:]):
         if store.names != stores[0].names or store.shapes != stores[0].shapes:
@@ -57,7 +72,7 @@ def check_stores(stores: Sequence[SnapshotStore], labels: Sequence[str]) -> None
                              "(TrajectoryRecorder every_n_epochs / every_n_steps) or add runs")
 
 
-def gram(stores: Sequence[SnapshotStore], chunk_bytes: int = CHUNK_BYTES, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def gram(stores: Sequence[Trajectory], chunk_bytes: int = CHUNK_BYTES, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Centred Gram matrix (T, T) and squared norms (T,) of all snapshots, in float64, reading column chunks."""
     total = sum(len(s) for s in stores)
     numel = stores[0].numel
@@ -80,7 +95,7 @@ def gram(stores: Sequence[SnapshotStore], chunk_bytes: int = CHUNK_BYTES, progre
 
 
 def trajectory_pca(
-    stores: Sequence[SnapshotStore], labels: Sequence[str], components: int = 10,
+    stores: Sequence[Trajectory], labels: Sequence[str], components: int = 10,
     chunk_bytes: int = CHUNK_BYTES, progress: bool = False,
 ) -> TrajectoryPCA:
     """PCA of all snapshots of all runs together, plus distances from origin, from init and between finals."""
@@ -111,3 +126,20 @@ def trajectory_pca(
         from_init=np.sqrt(squared(np.arange(total), first)),
         final_distances=np.sqrt(squared(last[:, None], last[None, :])),
     )
+
+
+def summary_of(pca: TrajectoryPCA) -> dict:
+    """The headline numbers (pca.json): explained variance, and each run's final distances from origin and init."""
+    finals = pca.final_distances[np.triu_indices(len(pca.runs), 1)]
+    last = [int(np.nonzero(pca.run == r)[0][-1]) for r in range(len(pca.runs))]
+    return {
+        "runs": pca.runs,
+        "snapshots": int(len(pca.run)),
+        "explained_first_2": pca.explained(2),
+        "explained_top_10": pca.explained(10),
+        "explained_ratio": [float(r) for r in pca.ratio[:10]],
+        "final_from_origin": {pca.runs[r]: float(pca.from_origin[i]) for r, i in enumerate(last)},
+        "final_from_init": {pca.runs[r]: float(pca.from_init[i]) for r, i in enumerate(last)},
+        "final_pairwise_distance": {"mean": float(finals.mean()), "min": float(finals.min()), "max": float(finals.max())}
+        if len(finals) else None,
+    }
