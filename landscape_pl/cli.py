@@ -40,7 +40,7 @@ COMMANDS = {
     "recipes": ("landscape_pl.recipes:print_recipes", "list the packaged recipes (path, command, description); --config takes a path or a name"),
 }
 CONFIG_FLAGS = ("--config", "-c")
-RECIPE_LIKE = re.compile(r"[\w./-]+")  # a path or a name; inline YAML or JSON given to --config is left alone
+RECIPE_LIKE = re.compile(r"[\w./][\w./-]*")  # a path or a name; inline YAML or JSON given to --config is left alone
 
 
 def usage() -> str:
