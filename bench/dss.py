@@ -4,31 +4,33 @@ For the cubic regression (1-4-4-1 sigmoid MLP) and a digits MLP (64-128-10):
   * one greedy string between two trained ends, with the time share of training beads versus
     evaluating interpolated losses (segments) and the rest (checkpoints, index);
   * one segment evaluation (``points`` grid points through ``Evaluation.points`` over ``paths.line``)
-    against its floor, ``points`` x one evaluation pass of a network on the same data. Target: <= 1.2.
+    against its floor, ``points`` x (θ written + one evaluation pass) in plain torch on the same data,
+    in interleaved repeats. Target: <= 1.2.
 
-python bench/dss.py   (about a minute or two on 2 CPU cores)
+    python bench/dss.py [--repeats 15]   (about a minute or two on 2 CPU cores)
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import plain
+import timing
+from landscape_pl.data import DigitsDataModule, PolynomialDataModule
+from landscape_pl.models import MLP
+from landscape_pl.modules.endpoint import reinitialize
+from landscape_pl.search import Budget, BeadString, Job, greedy
+from landscape_pl.search.probe import Probe
+from landscape_pl.search.training import train_bead
 
-from landscape_pl.data import DigitsDataModule, PolynomialDataModule  # noqa: E402
-from landscape_pl.models import MLP  # noqa: E402
-from landscape_pl.modules.endpoint import reinitialize  # noqa: E402
-from landscape_pl.paths import evaluate  # noqa: E402
-from landscape_pl.search import Budget, BeadString, Job, greedy  # noqa: E402
 greedy_module = importlib.import_module("landscape_pl.search.greedy")
-from landscape_pl.search.probe import Probe  # noqa: E402
-from landscape_pl.search.training import train_bead  # noqa: E402
 
 POINTS = 21
 CASES = {
@@ -82,38 +84,39 @@ def string_time_shares(name: str, root: Path) -> dict:
             "train": training.seconds, "segments": segments.seconds, "steps": string.progress["steps"]}
 
 
-def segment_cost(name: str, repeats: int = 15) -> dict:
-    """Seconds of one segment evaluation and of its floor (points x one evaluation pass), each the
-    minimum over interleaved repeats (the least disturbed by other processes on the machine)."""
+def mse(outputs: torch.Tensor, targets: torch.Tensor, reduction: str) -> torch.Tensor:
+    return F.mse_loss(outputs.reshape(targets.shape), targets, reduction=reduction)
+
+
+def segment_cost(name: str, repeats: int) -> tuple:
+    """One segment evaluation against its floor, interleaved: POINTS x (θ written + one evaluation pass) in plain torch."""
     make_data, make_net, _, _ = CASES[name]
     data = make_data()
     a, b = make_net(), make_net()
     reinitialize(a, 1)
     reinitialize(b, 2)
-    probe = Probe(data, "train", make_net(), [i / (POINTS - 1) for i in range(POINTS)])
-    batches, task, network = probe.evaluation.splits["train"], probe.evaluation.task, make_net()
-    states = a.state_dict(), b.state_dict()
-    probe.segment(*states)  # warm up
-    segment_times, pass_times = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        probe.segment(*states)
-        segment_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        for _ in range(POINTS):
-            evaluate(network, batches, task)
-        pass_times.append(time.perf_counter() - start)
-    segment, floor = min(segment_times), min(pass_times)
-    return {"segment": segment, "floor": floor, "ratio": segment / floor}
+    ts = [i / (POINTS - 1) for i in range(POINTS)]
+    probe = Probe(data, "train", make_net(), ts)
+    batches, network, cpu = probe.evaluation.splits["train"], make_net(), torch.device("cpu")
+    states, anchors = (a.state_dict(), b.state_dict()), [plain.parameters(a), plain.parameters(b)]
+    loss = F.cross_entropy if data.task == "classification" else mse
+
+    def floor() -> None:
+        for t in ts:
+            plain.write(plain.parameters(network), anchors, [1 - t, t])
+            plain.eval_pass(network, batches, cpu, loss)
+
+    times = timing.interleave({"floor": floor, "segment": lambda: probe.segment(*states)}, repeats)
+    return f"{name}: segment / floor", timing.ratios(times, "segment", "floor"), 1.2
 
 
 def main() -> None:
-    torch.set_num_threads(1)
-    print(f"segment evaluation: {POINTS} grid points; floor = {POINTS} x one evaluation pass (same data, same network size)")
-    for name in CASES:
-        cost = segment_cost(name)
-        print(f"  {name:<18} segment {cost['segment'] * 1e3:8.2f} ms   floor {cost['floor'] * 1e3:8.2f} ms   "
-              f"ratio {cost['ratio']:.3f} (target <= 1.2)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    timing.options(parser, repeats=15, device=False)
+    args = parser.parse_args()
+    timing.setup(args)
+    print(f"segment evaluation: {POINTS} grid points; floor = {POINTS} x (θ written + one evaluation pass) in plain torch")
+    timing.print_ratios([segment_cost(name, args.repeats) for name in CASES])
     print("greedy string: time shares")
     for name in CASES:
         with tempfile.TemporaryDirectory() as folder:

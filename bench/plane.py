@@ -1,77 +1,53 @@
-"""Speed of loss planes against the plain network, measured side by side in one run (issue 7).
+"""A loss plane through the public API over its floor, side by side in one run (target <= 1.15).
 
-    python bench/plane.py                       # TinyTen, random 32x32 data, 3x3 grid, CPU
-    python bench/plane.py --points 6 --samples 2000 --repeats 5
+``plane(networks=[θ1, θ2, θ3], data, points=P)``: a P x P grid on the plane through three TinyTen
+networks (θ written, BatchNorm recomputed on the training loader, one evaluation pass over it per point)
+over P² x (θ written + BatchNorm recompute + evaluation pass) in plain torch, on random 32x32 data.
 
-Ratio (target <= 1.15): evaluating G grid points of the plane through three networks (plane
-coefficients, θ written into the network, BatchNorm recomputed, one evaluation pass: the shared
-``Evaluation.points``) / G x (BatchNorm pass + evaluation pass) of the plain network. Variants run
-interleaved; the reported ratio is the median of the per-repeat ratios (the machine is shared).
+    python bench/plane.py [--points 3] [--samples 256] [--repeats 3] [--device cuda]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
-import time
-from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from landscape_pl.models import TinyTen  # noqa: E402
-from landscape_pl.paths import Evaluation, evaluate, recompute_batchnorm  # noqa: E402
-from landscape_pl.paths.plane import grid, plane_through  # noqa: E402
-from landscape_pl.tasks import get_task  # noqa: E402
+import plain
+import timing
+from landscape_pl.api.planes import plane
+from landscape_pl.models import TinyTen
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    timing.options(parser, repeats=3)
     parser.add_argument("--points", type=int, default=3, help="grid points per axis (G = points^2)")
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    torch.manual_seed(0)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    data = TensorDataset(torch.randn(args.samples, 3, 32, 32), torch.randint(0, 10, (args.samples,)))
-    loader = DataLoader(data, batch_size=args.batch)
-    states = []
+    device = timing.setup(args)
+    loader = DataLoader(plain.cifar_like(args.samples), batch_size=args.batch)
+    networks = []
     for seed in range(3):
         torch.manual_seed(seed)
-        states.append(TinyTen().state_dict())
-    network = TinyTen()
-    names = [n for n, _ in network.named_parameters()]
-    surface = plane_through(states, ["θ1", "θ2", "θ3"], geometry=names)
-    xs, ys = grid(surface, args.points, 0.2)
-    keys = [(x, y) for y in ys for x in xs]
-    task = get_task("classification")
-    evaluation = Evaluation(splits={"train": loader}, task=task, bn_data=loader, progress=False)
+        networks.append(TinyTen().to(device))
+    network, anchors = TinyTen().to(device), [plain.parameters(n) for n in networks]
+    grid = [(x / (args.points - 1), y / (args.points - 1)) for y in range(args.points) for x in range(args.points)]
+    accelerator = "cuda" if device.type == "cuda" else "cpu"
 
-    def plane() -> None:
-        evaluation.path(network, surface, keys)
+    def api() -> None:
+        plane(networks=networks, data={"train": loader}, points=args.points, splits=("train",), accelerator=accelerator, progress=False)
 
     def floor() -> None:
-        for _ in keys:
-            recompute_batchnorm(network, loader)
-            evaluate(network, loader, task)
+        for x, y in grid:
+            plain.point(network, anchors, [1 - x - y, x, y], loader, loader, device)
 
-    print(f"TinyTen, {args.samples} random 32x32 images in batches of {args.batch}, G = {len(keys)} grid points, "
-          f"{torch.get_num_threads()} threads")
-    floor(), plane()  # warm-up
-    times: dict[str, list[float]] = {"plane": [], "floor": []}
-    for _ in range(args.repeats):
-        for name, run in (("floor", floor), ("plane", plane)):
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    for name, values in times.items():
-        print(f"  {name:<6} median {statistics.median(values):7.2f} s  ({statistics.median(values) / len(keys) * 1000:.0f} ms/point)")
-    ratio = statistics.median(p / f for p, f in zip(times["plane"], times["floor"]))
-    print(f"plane / floor (G x (BN pass + eval pass)) = {ratio:.3f}  (target <= 1.15)")
+    times = timing.interleave({"plain points (floor)": floor, "plane": api}, args.repeats, device)
+    print(f"TinyTen, {args.samples} random 32x32 images in batches of {args.batch}, G = {len(grid)} grid points")
+    timing.print_times(times, per=len(grid), unit="ms")
+    timing.print_ratios([("plane / plain points", timing.ratios(times, "plane", "plain points (floor)"), 1.15)])
 
 
 if __name__ == "__main__":
