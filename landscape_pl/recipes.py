@@ -100,7 +100,7 @@ def listing(width: int = 150) -> str:
         if recipe.path.parent != folder:
             folder = recipe.path.parent
             lines += ["", f"{folder}/"]
-        lines.append(f"  {str(recipe.path):<{path_width}}  {recipe.command:<{command_width}}  "
+        lines.append(f"  {recipe.path!s:<{path_width}}  {recipe.command:<{command_width}}  "
                      f"{textwrap.shorten(recipe.description, text_width, placeholder=' ...')}")
     return "\n".join(lines)
 

@@ -26,7 +26,7 @@ NOISE = re.compile(
 def console(*argv: str, cwd: Path) -> str:
     """stdout and stderr together of ``python -m landscape_pl ARGV``, with every warning filter at ``default``."""
     env = {**os.environ, "PYTHONWARNINGS": "default"}
-    done = subprocess.run([sys.executable, "-m", "landscape_pl", *argv], cwd=cwd, env=env, text=True,
+    done = subprocess.run([sys.executable, "-m", "landscape_pl", *argv], check=False, cwd=cwd, env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
     assert done.returncode == 0, done.stdout
     return done.stdout
@@ -92,6 +92,6 @@ def test_our_warnings_reach_the_console_inside_quiet_lightning(tmp_path) -> None
         "    for _ in range(2):\n"
         "        path_summary(rows)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], check=False, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("train: non-finite loss at t = [0.5]") == 1, done.stderr
