@@ -11,7 +11,6 @@ import csv
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
@@ -25,8 +24,8 @@ from landscape_pl.errors import LandscapeError
 from landscape_pl.io import write_json
 from landscape_pl.labels import distinct_labels
 
-Snapshot = Union[nn.Module, Mapping[str, torch.Tensor]]
-Run = Union[str, Path, Sequence[Snapshot]]
+Snapshot = nn.Module | Mapping[str, torch.Tensor]
+Run = str | Path | Sequence[Snapshot]
 
 
 def flatten(snapshot: Snapshot) -> tuple[list[str], list[tuple[int, ...]], torch.Tensor]:

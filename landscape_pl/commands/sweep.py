@@ -13,18 +13,15 @@ import inspect
 from pathlib import Path
 from statistics import mean
 
-import matplotlib
+import torch
+from lightning.pytorch.cli import OptimizerCallable
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from lightning.pytorch.cli import OptimizerCallable  # noqa: E402
-
-from landscape_pl.api import strings  # noqa: E402
-from landscape_pl.data.base import LandscapeDataModule  # noqa: E402
-from landscape_pl.errors import LandscapeError  # noqa: E402
-from landscape_pl.search import CONNECTED  # noqa: E402
-from landscape_pl.study.strings import resolve_ends  # noqa: E402
+from landscape_pl.api import strings
+from landscape_pl.data.base import LandscapeDataModule
+from landscape_pl.errors import LandscapeError
+from landscape_pl.plots import plt
+from landscape_pl.search import CONNECTED
+from landscape_pl.study.strings import resolve_ends
 
 RUN_COLUMNS = ("threshold", "pair", "verdict", "beads", "normalized_length", "max_segment_loss")
 OWN = {"start", "end", "data", "threshold", "folder", "optimizer", "train_ends", "spec", "progress"}

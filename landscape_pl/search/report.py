@@ -12,22 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from landscape_pl.analysis.strings import (  # noqa: E402
-    arc_positions,
-    normalized_length,
-    principal_axes,
-    project,
-    segment_maxima,
-)
-from landscape_pl.paths import Anchors, Row  # noqa: E402
-from landscape_pl.reporting import log_path, path_summary  # noqa: E402
-from landscape_pl.search.job import Job  # noqa: E402
-from landscape_pl.search.string import Bead, Segment  # noqa: E402
+from landscape_pl.analysis.strings import arc_positions, normalized_length, principal_axes, project, segment_maxima
+from landscape_pl.paths import Anchors, Row
+from landscape_pl.plots import plt  # the project's backend choice: files from scripts, inline figures in notebooks
+from landscape_pl.reporting import log_path, path_summary
+from landscape_pl.search.job import Job
+from landscape_pl.search.string import Bead, Segment
 
 CONNECTED, NOT_CONNECTED = "connected", "not connected within budget"
 
