@@ -24,8 +24,11 @@ SOURCES = (
     "lightning.pytorch.accelerators.cuda",
     "lightning.pytorch.trainer.connectors.checkpoint_connector",
 )
-# Lightning's own loggers: with ``info=False`` they show warnings and errors only.
+# Lightning's own loggers: with ``info=False`` they show warnings and errors only, but for KEPT lines.
 LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
+# What a resumed fit says about resuming: the one INFO line a study's reader needs from a nested fit.
+KEPT = re.compile(r"Restored all states from the checkpoint")
+RANK_ZERO = "lightning.pytorch.utilities.rank_zero"
 # Warnings about choices our configs and calls make on purpose (matched at the message's start).
 CHOSEN = (
     "LightningCLI's args parameter",  # we hand LightningCLI an amended argument list on purpose
@@ -42,6 +45,13 @@ class DropBanners(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not BANNERS.search(record.getMessage())
+
+
+class KeepOnly(logging.Filter):
+    """Drops INFO records but those matching KEPT."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or bool(KEPT.search(record.getMessage()))
 
 
 @contextmanager
@@ -73,8 +83,9 @@ def _level(names: tuple[str, ...], level: int) -> Iterator[None]:
 def quiet_lightning(info: bool = True) -> Iterator[None]:
     """Within: no device banners, product tips or chosen-on-purpose warnings from Lightning.
 
-    ``info=False`` also hides Lightning's other INFO lines (seed set, checkpoint restored, fit stopped): a
-    nested fit is one stage of a study, which prints its own line for it.
+    ``info=False`` also hides Lightning's other INFO lines (seed set, fit stopped): a nested fit is one
+    stage of a study, which prints its own line for it; only "Restored all states from the checkpoint"
+    stays, so a resumed fit says so.
     """
     with ExitStack() as stack:
         stack.enter_context(warnings.catch_warnings())
@@ -85,4 +96,6 @@ def quiet_lightning(info: bool = True) -> Iterator[None]:
         stack.enter_context(_filtered(SOURCES, DropBanners()))
         if not info:
             stack.enter_context(_level(LIGHTNING_LOGGERS, logging.WARNING))
+            stack.enter_context(_level((RANK_ZERO,), logging.INFO))
+            stack.enter_context(_filtered((RANK_ZERO,), KeepOnly()))
         yield

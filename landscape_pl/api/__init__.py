@@ -1,2 +1,19 @@
-"""The library: every analysis as a function on networks (nn.Modules or checkpoints) and data,
-returning a Result with ``rows``/``summary``, ``.save(folder)`` and ``.plot()``."""
+"""The library: every analysis as a function on networks (nn.Modules or checkpoints) and data
+(a LandscapeDataModule or plain DataLoaders), returning a Result with ``rows``/``summary``,
+``.save(folder)`` (the files the matching command writes) and ``.plot()`` (a matplotlib figure).
+"""
+
+from landscape_pl.api.alignment import AlignmentResult, SignatureResult, align, correlation_signatures
+from landscape_pl.api.curves import EnsembleResult, curve_ensembles, curve_point, evaluate_curve
+from landscape_pl.api.lines import PathResult, interpolate
+from landscape_pl.api.mli import MLIResult, mli
+from landscape_pl.api.planes import PlaneResult, plane
+from landscape_pl.api.result import Result
+from landscape_pl.api.strings import StringResult, connect
+from landscape_pl.api.trajectories import TrajectoryResult, trajectory_pca
+
+__all__ = [
+    "AlignmentResult", "EnsembleResult", "MLIResult", "PathResult", "PlaneResult", "Result", "SignatureResult", "StringResult",
+    "TrajectoryResult", "align", "connect", "correlation_signatures", "curve_ensembles", "curve_point", "evaluate_curve",
+    "interpolate", "mli", "plane", "trajectory_pca",
+]

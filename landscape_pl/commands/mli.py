@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from landscape_pl.api import mli as library
 from landscape_pl.api.mli import Variant
+from landscape_pl.api.mli import mli as interpolate_from_init
 from landscape_pl.data.base import LandscapeDataModule
 
 
@@ -44,7 +44,7 @@ def mli(
         tensorboard: also log the figure and the table's numbers.
         progress: show progress bars.
     """
-    result = library.mli(runs, data, points, variants, splits, plateau_tolerance, mli_tolerance, bn_batches, accelerator, progress)
+    result = interpolate_from_init(runs, data, points, variants, splits, plateau_tolerance, mli_tolerance, bn_batches, accelerator, progress)
     result.save(out, tensorboard)
     print((Path(out) / "mli.md").read_text())
     return result.summary

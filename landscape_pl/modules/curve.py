@@ -26,28 +26,11 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from landscape_pl.errors import LandscapeError
-from landscape_pl.io import LoadedNetwork, load_network, read_checkpoint
-from landscape_pl.paths.anchors import Anchors, NetworkSlots, weighted_sum
+from landscape_pl.io import read_checkpoint
+from landscape_pl.modules.between import CURVE_CLASS, BetweenEndpoints, is_curve, parameters_of
+from landscape_pl.paths.anchors import Anchors, weighted_sum
 from landscape_pl.paths.curves import Curve, CurveKind, basis, control_count, curve_class, on_segment
 from landscape_pl.paths.gradients import draw_t, group_gradients
-from landscape_pl.tasks import get_task
-
-CURVE_CLASS = "landscape_pl.modules.curve.CurveModule"
-
-
-def parameters_of(network: nn.Module) -> dict[str, torch.Tensor]:
-    """The entries a curve moves: the parameters (BatchNorm statistics are recomputed at each t instead)."""
-    return {name: p.detach() for name, p in network.named_parameters()}
-
-
-def load_endpoint(path: str, role: str) -> LoadedNetwork:
-    """An endpoint network; a curve checkpoint given in its place gets an error saying what to do instead."""
-    if is_curve(read_checkpoint(path)):
-        raise LandscapeError(
-            f"{role}={path!r} is a curve checkpoint, not an endpoint; export a point of it first "
-            "(python -m landscape_pl curve-point --ckpt ... --t ...) or pass it as init="
-        )
-    return load_network(path)
 
 
 def roles(count: int, train_start: bool, train_end: bool) -> tuple[list[int], list[int]]:
@@ -94,7 +77,7 @@ class InjectGradient(torch.autograd.Function):
         return (gradient if bool(grad_output == 1) else gradient * grad_output), None
 
 
-class CurveModule(L.LightningModule):
+class CurveModule(BetweenEndpoints):
     """Learns the control points of a curve between two endpoint checkpoints.
 
     Args:
@@ -138,15 +121,11 @@ class CurveModule(L.LightningModule):
             raise LandscapeError(f"t_groups={t_groups}: use a positive group count, or -1 for one t per example")
         count = control_count(curve, degree, bends)
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
-        a, b = load_endpoint(start, "start"), load_endpoint(end, "end")
+        a, b = self.load_endpoints(start, end, task)
         anchors = Anchors([parameters_of(a.network), parameters_of(b.network)], (start, end))
-        if a.spec != b.spec:
-            raise LandscapeError(f"start {start!r} and end {end!r} have different network specs: {a.spec} vs {b.spec}")
         if t_groups == -1 and any(isinstance(m, nn.BatchNorm1d) for m in a.network.modules()):
             raise LandscapeError("t_groups=-1 (one t per example) normalizes each example alone, which BatchNorm1d "
                                  "cannot do; use t_groups >= 2 (groups of examples share a t and their statistics)")
-        self.spec, self.task = a.spec, get_task(task or a.task)
-        self.hparams["task"] = self.task.name
         rows = torch.cat([anchors.matrix[:1], on_segment(anchors.matrix[0], anchors.matrix[1], count), anchors.matrix[1:]])
         if init is not None:
             given = curve_rows(init)
@@ -160,8 +139,7 @@ class CurveModule(L.LightningModule):
         self.register_buffer("fixed", rows[self.held].clone())
         anchors.matrix = None  # the rows live in free/fixed; the Anchors keeps names and shapes
         self.__dict__["anchors"] = anchors
-        self.__dict__["network"] = a.network  # an ordinary copy, not a submodule: never trained or saved itself
-        self.__dict__["slots"] = NetworkSlots(a.network, anchors.names)
+        self.keep_scratch(a.network, anchors.names)
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
 
     # -- the curve --------------------------------------------------------------------------
@@ -189,12 +167,6 @@ class CurveModule(L.LightningModule):
     def theta(self, coefficients: torch.Tensor) -> torch.Tensor:
         """θ(t) = Σ_k b_k θ_k for one coefficient row (no graph)."""
         return weighted_sum(self.anchor_rows(), coefficients.tolist())
-
-    def ready_network(self) -> nn.Module:
-        """The network copy on this module's device (Lightning moves only submodules)."""
-        if next(self.network.parameters()).device != self.free.device:
-            self.network.to(self.free.device)
-        return self.network
 
     def evaluation_path(self) -> tuple[nn.Module, Curve]:
         """(network, curve): what PathEvaluation and the curve command evaluate on a grid of t."""
@@ -250,11 +222,6 @@ class CurveModule(L.LightningModule):
         """The network at ``t`` with the statistics it holds (recompute BatchNorm first for meaningful outputs)."""
         self.slots.write(self.theta(self.basis(torch.tensor([float(t)]))[0]))
         return self.ready_network()(x)
-
-
-def is_curve(checkpoint: dict) -> bool:
-    hparams = checkpoint.get("hyper_parameters") or {}
-    return "curve" in hparams and "free" in (checkpoint.get("state_dict") or {})
 
 
 def curve_rows(path: str) -> torch.Tensor:

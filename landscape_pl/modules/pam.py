@@ -17,26 +17,25 @@ channels; running statistics are recomputed along the curve for evaluation.
 
 from __future__ import annotations
 
+import copy
 import json
 from itertools import islice
 from pathlib import Path
 
-import lightning as L
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 
 from landscape_pl.data.subsets import alignment_batches  # the subset `align --fraction` uses
 from landscape_pl.errors import LandscapeError
-from landscape_pl.io import load_network
+from landscape_pl.modules.between import BetweenEndpoints, parameters_of
 from landscape_pl.modules.endpoint import checkpoint_dir
-from landscape_pl.paths.anchors import Anchors, NetworkSlots
+from landscape_pl.paths.anchors import Anchors
 from landscape_pl.paths.curves import Bezier
 from landscape_pl.paths.evaluate import Evaluation
 from landscape_pl.paths.gradients import draw_t, group_gradients
 from landscape_pl.symmetry import as_matrix, assign, find_permutation, from_lists, permute, spec_of
 from landscape_pl.symmetry.doubly_stochastic import project_doubly_stochastic
-from landscape_pl.tasks import get_task
 
 PHASES = ("permutation", "curve")
 
@@ -47,7 +46,7 @@ def pam_coefficients(ts: torch.Tensor) -> torch.Tensor:
     return torch.cat([1 - t, 2 * t * (1 - t), t], dim=1)
 
 
-class PAMModule(L.LightningModule):
+class PAMModule(BetweenEndpoints):
     """PAM between two endpoint checkpoints; ``trainer.max_epochs`` must be iterations × (both phases).
 
     Args:
@@ -104,15 +103,9 @@ class PAMModule(L.LightningModule):
                 raise LandscapeError(f"{name}={value} must be > 0 (the proximal terms and steps need it)")
         self.save_hyperparameters(ignore=["optimizer"])
         self.automatic_optimization = False
-        a, b = load_network(start), load_network(end)
-        if a.spec != b.spec:
-            raise LandscapeError(f"start {start!r} and end {end!r} have different network specs: {a.spec} vs {b.spec}")
-        self.spec = a.spec  # the network's spec, as CurveModule has it (exports use it)
+        a, b = self.load_endpoints(start, end, task)
         self.permutation_spec = spec_of(a.network)  # raises, saying how to declare one, when there is none
-        self.task = get_task(task or a.task)
-        self.hparams["task"] = self.task.name
-        params = lambda net: {n: p.detach() for n, p in net.named_parameters()}  # noqa: E731
-        anchors = Anchors([params(a.network), params(b.network)], (start, end))
+        anchors = Anchors([parameters_of(a.network), parameters_of(b.network)], (start, end))
         self.register_buffer("start_theta", anchors.matrix[0].clone())
         self.register_buffer("end_theta", anchors.matrix[1].clone())
         self.offset = nn.Parameter(torch.zeros_like(anchors.matrix[0]))
@@ -121,8 +114,8 @@ class PAMModule(L.LightningModule):
         for i, group in enumerate(self.permutation_spec.groups):
             self.register_buffer(f"center_{i}", torch.eye(group.size))
         anchors.matrix = None
-        self.__dict__.update(anchors=anchors, network=a.network, end_network=b.network,
-                             slots=NetworkSlots(a.network, anchors.names), history=[], hard_end=None)
+        self.__dict__.update(anchors=anchors, end_network=b.network, history=[], hard_end=None)
+        self.keep_scratch(a.network, anchors.names)
         self.optimizer = optimizer
 
     # -- the curve ------------------------------------------------------------------------------
@@ -146,15 +139,9 @@ class PAMModule(L.LightningModule):
 
     def evaluation_path(self) -> tuple[nn.Module, Bezier]:
         """The quadratic Bezier curve θ1 → Pθ2 with control point (θ1 + Pθ2)/2 + θc (equation 8)."""
-        anchors = Anchors.__new__(Anchors)
-        anchors.__dict__.update(self.anchors.__dict__)
+        anchors = copy.copy(self.anchors)
         anchors.matrix = torch.stack([self.start_theta, self.control_point(), self.fixed_end()])
         return self.ready_network(), Bezier(anchors)
-
-    def ready_network(self) -> nn.Module:
-        if next(self.network.parameters()).device != self.start_theta.device:
-            self.network.to(self.start_theta.device)
-        return self.network
 
     # -- phases ---------------------------------------------------------------------------------
     def phase(self, epoch: int | None = None) -> tuple[int, str]:
