@@ -172,3 +172,27 @@ def test_under_torchrun_the_api_splits_the_grid_and_every_rank_gets_every_row(tm
     single = json.loads((tmp_path / "one.rank0.json").read_text())
     assert len(single) == 7 * 2
     assert json.loads((tmp_path / "two.rank0.json").read_text()) == single == json.loads((tmp_path / "two.rank1.json").read_text())
+
+
+def test_fixups_run_at_every_point_after_the_point_is_written(digits_endpoints):
+    """A per-point fix-up is prepared once per walk and applied at each t; what it does shows in the rows."""
+    import math
+
+    class ZeroOutput:
+        def __init__(self) -> None:
+            self.prepared, self.keys = 0, []
+
+        def prepare(self, network: torch.nn.Module) -> None:
+            self.prepared += 1
+
+        def apply(self, network: torch.nn.Module, key: float) -> None:
+            self.keys.append(key)
+            with torch.no_grad():
+                for p in network.layers[-1].parameters():
+                    p.zero_()  # every class equally likely: the loss is log 10 whatever θ(t) is
+
+    fixup = ZeroOutput()
+    result = lp.interpolate(digits_endpoints.a, digits_endpoints.b, t=[0.0, 0.5, 1.0], splits=["test"], fixups=[fixup],
+                            accelerator="cpu", progress=False)
+    assert fixup.prepared == 1 and fixup.keys == [0.0, 0.5, 1.0]
+    assert [r.loss for r in result.rows] == pytest.approx([math.log(10)] * 3, abs=1e-6)

@@ -7,6 +7,7 @@ cross-correlations before and after, and the straight lines A → B and A → PB
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from landscape_pl.data.loaders import Data
 from landscape_pl.data.subsets import alignment_batches
 from landscape_pl.devices import device
 from landscape_pl.errors import LandscapeError
-from landscape_pl.io import save_network, write_json
+from landscape_pl.io import load_network, save_network, write_json
 from landscape_pl.labels import short
 from landscape_pl.models.base import Spec
 from landscape_pl.paths import Row, has_batchnorm
@@ -34,6 +35,7 @@ from landscape_pl.symmetry import (
     check_pair,
     correlation_signature,
     cross_correlations,
+    from_lists,
     linear_midpoint,
     match_weights,
     permute_network,
@@ -58,6 +60,15 @@ class AlignmentResult(Result):
     spec: PermutationSpec | None = None
     network_spec: Spec | None = None
     task: str = "classification"
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "AlignmentResult":
+        """The result a finished run left in ``folder``: report, permutations and the aligned network (no lines)."""
+        folder = Path(folder)
+        report = json.loads((folder / "report.json").read_text())
+        permutations = from_lists(json.loads((folder / "permutation.json").read_text())["permutation"])
+        aligned = load_network(folder / "aligned.ckpt")
+        return cls(permutations, aligned.network, None, report, network_spec=aligned.spec, task=aligned.task)
 
     @property
     def summary(self) -> dict:

@@ -28,6 +28,7 @@ from landscape_pl.io import read_checkpoint, write_json
 from landscape_pl.labels import short
 from landscape_pl.modules.curve import load_curve
 from landscape_pl.paths import Row
+from landscape_pl.paths.fixups import Fixup
 from landscape_pl.paths.grid import t_grid
 from landscape_pl.paths.settings import EvalSettings
 from landscape_pl.reporting import path_summary, write_table
@@ -79,6 +80,7 @@ def evaluate_curve(
     bn_batches: int | None = None,
     accelerator: str = "auto",
     progress: bool = True,
+    fixups: Sequence[Fixup] = (),
 ) -> PathResult:
     """Loss and accuracy of a trained curve at ``t`` (default: ``points`` evenly spaced on [0, 1]).
 
@@ -89,7 +91,7 @@ def evaluate_curve(
     network, path = given.module.evaluation_path()
     ts = [float(v) for v in t] if t else t_grid(0.0, 1.0, points)
     path.check(ts)
-    settings = EvalSettings(tuple(splits), bn_batches, accelerator, progress)
+    settings = EvalSettings(tuple(splits), bn_batches, accelerator, progress, list(fixups))
     rows = settings.evaluation(given.data, given.module.task).path(network, path, ts, desc="curve")
     summary = {"curve": given.label, **curve_summary(rows, given.training_loss)}
     return PathResult(rows, summary, f"curve {short(given.label)}", "curve")

@@ -20,6 +20,7 @@ from landscape_pl.io import read_path_csv
 from landscape_pl.labels import short
 from landscape_pl.layout import resolve_init
 from landscape_pl.paths import Row, line
+from landscape_pl.paths.fixups import Fixup
 from landscape_pl.paths.grid import t_grid
 from landscape_pl.paths.settings import EvalSettings
 from landscape_pl.reporting import log_path, path_summary, write_path_report
@@ -74,6 +75,7 @@ def interpolate(
     mli_tolerance: float = 0.0,
     accelerator: str = "auto",
     progress: bool = True,
+    fixups: Sequence[Fixup] = (),
 ) -> PathResult:
     """Loss and accuracy of θ(t) = (1 - t) θ_start + t θ_end at every t (default: 31 points on [-1, 2]).
 
@@ -81,8 +83,8 @@ def interpolate(
     the other checkpoint); ``data`` a LandscapeDataModule or DataLoaders (default: the data module
     saved with the end's run). ``move``: all, weights, biases, or a regular expression on entry names;
     entries that do not move stay at the ``hold`` end. BatchNorm statistics are recomputed at each t on
-    ``bn_batches`` training batches (None: a full pass; 0: off). Under torchrun the t grid is split
-    across ranks and every rank gets all rows.
+    ``bn_batches`` training batches (None: a full pass; 0: off), then each of ``fixups`` runs
+    (``paths.fixups``). Under torchrun the t grid is split across ranks and every rank gets all rows.
     """
     join_launched_group()
     if isinstance(start, (str, Path)) and isinstance(end, (str, Path)):
@@ -90,7 +92,7 @@ def interpolate(
     a, b = as_network(start, "start"), as_network(end, "end")
     ts = [float(v) for v in t] if t is not None else t_grid(-1.0, 2.0, 31)
     datamodule = as_data(data, a, b)
-    settings = EvalSettings(tuple(splits), bn_batches, accelerator, progress)
+    settings = EvalSettings(tuple(splits), bn_batches, accelerator, progress, list(fixups))
     path = line(a.module.state_dict(), b.module.state_dict(), [n for n, _ in a.module.named_parameters()], move, hold,
                 (a.label, b.label))
     network = a.module.to(settings.device)

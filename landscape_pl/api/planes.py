@@ -31,6 +31,7 @@ from landscape_pl.modules.curve import load_curve
 from landscape_pl.paths import Anchors, Row
 from landscape_pl.paths.anchors import StateDict
 from landscape_pl.paths.curves import Curve
+from landscape_pl.paths.fixups import Fixup
 from landscape_pl.paths.grid import t_grid
 from landscape_pl.paths.plane import Plane, grid, plane_through, random_plane
 from landscape_pl.paths.settings import EvalSettings
@@ -203,6 +204,7 @@ def plane(
     bn_batches: int | None = None,
     accelerator: str = "auto",
     progress: bool = True,
+    fixups: Sequence[Fixup] = (),
 ) -> PlaneResult:
     """Loss and accuracy on a ``points`` x ``points`` grid of a plane.
 
@@ -256,7 +258,7 @@ def plane(
     else:
         datamodule = as_data(data, loaded[0])
         task = task_of(datamodule, loaded[0])
-    settings = EvalSettings(tuple(splits), bn_batches, accelerator, progress)
+    settings = EvalSettings(tuple(splits), bn_batches, accelerator, progress, list(fixups))
     network = network.to(settings.device)
     evaluation = settings.evaluation(datamodule, task)
     keys = [(x, y) for y in ys for x in xs] + list(surface.anchor_points)

@@ -70,13 +70,13 @@ def study(
     stages, found = alignment_stages(
         root, find_config(endpoint_config), find_config(curve_config), find_config(pam_config), pairs, classes,
         method, endpoint_epochs, curve_epochs, pam_schedule, points, ensemble_t, accelerator, overrides, endpoint_overrides)
-    if plane_points:
-        stages += plane_stages(root, tuple(pairs[0]), classes, plane_points, accelerator, found)
     report_dir, outcomes = Study(root).report, Outcomes()
+    if plane_points:
+        stages += plane_stages(root, tuple(pairs[0]), classes, plane_points, accelerator, found, outcomes)
 
     def report() -> dict:
         return write_report({key: outcomes[name] for key, name in found.evaluations.items()}, report_dir,
-                            {pair: outcomes[name] for pair, name in found.alignments.items()},
+                            {pair: outcomes[name].report for pair, name in found.alignments.items()},
                             {key: outcomes[name] for key, name in found.ensembles.items()}, found.planes)
 
     stages.append(Stage("report", report, [report_dir / "tables.csv", report_dir / "tables.md", report_dir / "accuracy_along_curve.png"],

@@ -8,15 +8,14 @@ uninterrupted run would.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from landscape_pl.console import quiet_lightning
 from landscape_pl.data.base import LandscapeDataModule
 from landscape_pl.paths.evaluate import Evaluation
 
@@ -49,18 +48,6 @@ class StopBelow(Callback):
                 trainer.should_stop = True
 
 
-@contextmanager
-def quiet_lightning():
-    """Hide the Trainer's per-run banners (GPU available, ...): a string trains dozens of beads."""
-    logger = logging.getLogger("lightning.pytorch")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def reseed_data(datamodule: LandscapeDataModule, seed: int) -> None:
     """Restart the data order from ``seed`` (public state API), so each training run is reproducible."""
     datamodule.load_state_dict({"order": torch.Generator().manual_seed(seed).get_state()})
@@ -78,7 +65,7 @@ def fit(
     """Train ``module`` for at most ``max_steps`` steps with a lean Trainer; returns the steps taken."""
     L.seed_everything(seed, verbose=False)
     reseed_data(datamodule, seed)
-    with quiet_lightning():
+    with quiet_lightning(info=False):
         trainer = L.Trainer(
             max_steps=max_steps, max_epochs=-1, accelerator=accelerator, devices=1, logger=False,
             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

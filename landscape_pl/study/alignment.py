@@ -7,12 +7,11 @@ activation-aligned θ2), PAM Unaligned (PAM from P = I) and PAM Aligned (PAM fro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from landscape_pl.api.alignment import align
+from landscape_pl.api.alignment import AlignmentResult, align
 from landscape_pl.api.curves import EnsembleResult, curve_ensembles, evaluate_curve
 from landscape_pl.api.lines import PathResult
 from landscape_pl.api.planes import plane
@@ -20,7 +19,7 @@ from landscape_pl.fitting import fit_run
 from landscape_pl.layout import Study
 from landscape_pl.study.endpoints import endpoint_stage, file_digest
 from landscape_pl.study.lines import saved
-from landscape_pl.study.runner import Stage
+from landscape_pl.study.runner import Outcomes, Stage
 
 CLASSES = ("unaligned", "aligned", "pam_unaligned", "pam_aligned")
 
@@ -71,9 +70,9 @@ def alignment_stages(
         stages.append(Stage(
             f"align_pair{i}",
             lambda a=a, b=b, out=align_dir: saved(align(str(a), str(b), method=method, points=points, accelerator=accelerator,
-                                                        progress=False), out, tensorboard=True).report,
+                                                        progress=False), out, tensorboard=True),
             [align_dir, align_dir / "aligned.ckpt", align_dir / "permutation.json"], {"method": method, "points": points},
-            inputs=[a, b], depends=ends, load=lambda out=align_dir: json.loads((out / "report.json").read_text())))
+            inputs=[a, b], depends=ends, load=lambda out=align_dir: AlignmentResult.load(out)))
         for cls in classes:
             run = layout.curve(cls, i)
             end = align_dir / "aligned.ckpt" if cls == "aligned" else b
@@ -118,7 +117,7 @@ def alignment_stages(
 
 
 def plane_stages(root: Path, pair: tuple[int, int], classes: Sequence[str], points: int, accelerator: str,
-                 found: StudyStages) -> list[Stage]:
+                 found: StudyStages, outcomes: Outcomes) -> list[Stage]:
     """The first pair's planes on test data: through θ1, θ2 and the aligned θ2 (Figure 3: where the curves
     start), and through each trained curve's θ1, control point and θ2 with the curve drawn (Figures 4, 12, 13)."""
     layout = Study(root)
@@ -128,7 +127,7 @@ def plane_stages(root: Path, pair: tuple[int, int], classes: Sequence[str], poin
     folder = layout.plane("endpoints_pair0")
     stages = [Stage(
         "plane_endpoints_pair0",
-        lambda: saved(plane(networks=[str(a), str(b), str(align_dir / "aligned.ckpt")], labels=["θ1", "θ2", "Pθ2"], **options),
+        lambda: saved(plane(networks=[str(a), str(b), outcomes["align_pair0"].network], labels=["θ1", "θ2", "Pθ2"], **options),
                       folder, tensorboard=True),
         [folder / "plane.csv", folder / "plane.png"], {"points": points},
         inputs=[a, b, align_dir / "aligned.ckpt"], depends=["align_pair0"])]

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+from landscape_pl.plots import plt
 
 
 def heatmaps(matrix: torch.Tensor, p: torch.Tensor, title: str) -> plt.Figure:
