@@ -85,11 +85,7 @@ class AlignmentResult(Result):
             (folder / label).mkdir(parents=True, exist_ok=True)
             path.write(folder / label, tensorboard)
         if self.lines:
-            from landscape_pl.plots import plt
-
-            figure = self.plot()
-            figure.savefig(folder / "paths.png", dpi=120)
-            plt.close(figure)
+            self.write_figure(folder / "paths.png")
         write_json({**self.report, "aligned": str(aligned)}, folder / "report.json")
 
     def plot(self):
@@ -220,17 +216,8 @@ class SignatureResult(Result):
         return self.report
 
     def write(self, folder: Path, tensorboard: bool) -> None:
-        from landscape_pl.plots import plt
-
         write_json(self.report, folder / "signature.json")
-        fig = self.plot()
-        fig.savefig(folder / "signature.png", dpi=120)
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            with SummaryWriter(str(folder / "tensorboard")) as writer:
-                writer.add_figure("signature", fig, 0, close=False)
-        plt.close(fig)
+        self.write_figure(folder / "signature.png", "signature" if tensorboard else None)
 
     def plot(self):
         """One panel per endpoint; one line per midpoint as is, one per midpoint aligned to that endpoint."""

@@ -56,18 +56,9 @@ class PlaneResult(Result):
     axis_labels: tuple[str, str]
 
     def write(self, folder: Path, tensorboard: bool) -> None:
-        from landscape_pl.plots import plt
-
         write_grid_csv(self.rows, folder / "plane.csv")
         write_json(self.summary, folder / "plane.json")
-        fig = self.plot()
-        fig.savefig(folder / "plane.png", dpi=120)
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            with SummaryWriter(str(folder / "tensorboard")) as writer:
-                writer.add_figure("plane/contours", fig, 0, close=False)
-        plt.close(fig)
+        self.write_figure(folder / "plane.png", "plane/contours" if tensorboard else None)
 
     def plot(self):
         return plane_figure(self.rows, self.xs, self.ys, self.marks, self.curve, self.title, self.axis_labels)

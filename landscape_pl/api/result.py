@@ -29,6 +29,19 @@ class Result(ABC):
     def plot(self) -> Figure:
         """The result's figure (the one its files hold as PNG)."""
 
+    def write_figure(self, path: Path, tag: str | None = None) -> None:
+        """``plot()`` as the PNG at ``path`` and, with a ``tag``, in the TensorBoard run beside it."""
+        from landscape_pl.plots import plt
+
+        figure = self.plot()
+        figure.savefig(path, dpi=120)
+        if tag is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            with SummaryWriter(str(path.parent / "tensorboard")) as writer:
+                writer.add_figure(tag, figure, 0, close=False)
+        plt.close(figure)
+
     def save(self, folder: str | Path, tensorboard: bool = False) -> Path:
         """Write the files the matching command writes into ``folder`` (and a TensorBoard run in
         ``folder/tensorboard`` when asked); returns the folder."""

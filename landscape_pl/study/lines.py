@@ -99,8 +99,6 @@ def line_rows(name: str, summary: dict, rows: list) -> list[dict]:
 
 def write_report(lines: Mapping[str, PathResult], mli_result: MLIResult | None, out: Path) -> None:
     """report.md (the line table, then the MLI table) and lines.csv, with the figures drawn beside them."""
-    from landscape_pl.plots import plt
-
     out.mkdir(parents=True, exist_ok=True)
     parts = []
     figures = {f"line_{name}.png": result for name, result in lines.items()}
@@ -111,7 +109,5 @@ def write_report(lines: Mapping[str, PathResult], mli_result: MLIResult | None, 
         parts.append("## Linear interpolation from initialization (MLI)\n\n" + write_table(mli_result.table, MLI_COLUMNS, out / "mli"))
         figures["mli.png"] = mli_result
     for name, result in figures.items():
-        figure = result.plot()
-        figure.savefig(out / name, dpi=120)
-        plt.close(figure)
+        result.write_figure(out / name)
     (out / "report.md").write_text("\n".join(parts))
