@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,23 @@ def test_trajectory_notebook_on_inits_experiment(tmp_path, kernel_dirs, monkeypa
     assert "| run | run0 | run1 | run2 |" in table and header == ["run", "run0", "run1", "run2"]
     for name, *distances in finals:
         assert f"| {name} | " + " | ".join(f"{float(d):.4f}" for d in distances) + " |" in table
+
+
+def test_python_api_notebook(tmp_path, kernel_dirs, monkeypatch):
+    notebook = execute("python_api", "LANDSCAPE_API_DIR", tmp_path, kernel_dirs, monkeypatch)
+    assert len(outputs(notebook, "image/png")) >= 4  # the line, the aligned line, the curve, the plane
+    printed = "".join(outputs(notebook, "stream"))
+    assert all((tmp_path / "line" / name).is_file() for name in ("path.csv", "summary.json", "path.png"))
+    line = json.loads((tmp_path / "line" / "summary.json").read_text())
+    assert f"barrier {line['test']['barrier']:.4f}\n" in printed
+    before, after = map(float, re.search(r"mean correlation of corresponding units: before (-?[\d.]+), after (-?[\d.]+)",
+                                         printed).groups())
+    assert after > before
+    for method in ("activation", "weight"):
+        aligned, relation, unaligned = re.search(
+            rf"test, {method} matching: aligned barrier (-?[\d.]+) (<|>=) unaligned (-?[\d.]+)\n", printed).groups()
+        assert abs(float(unaligned) - line["test"]["barrier"]) < 1e-3  # the same line, walked by align on 11 points
+        assert relation == "<" and float(aligned) < float(unaligned)  # on these seeds alignment lowers the barrier
 
 
 @pytest.mark.parametrize(("name", "variable", "command"), [
