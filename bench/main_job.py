@@ -22,8 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from timing import megabytes, print_ratios
-
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/studies/alignment_digits.yaml"
 
@@ -33,7 +31,9 @@ def git(*args: str) -> str:
 
 
 def run_study(checkout: Path, scratch: Path, label: str) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes: the job and the children it waited for) of one main job."""
+    """Wall seconds and peak RSS (bytes: the job and the children it waited for) of one main job.
+
+    Linux starts a child's peak RSS at its parent's RSS, so this process imports no torch before the runs."""
     out = Path(tempfile.mkdtemp(prefix=f"{label}_", dir=scratch))
     env = os.environ | {"PYTHONPATH": str(checkout)}
     log = out.with_suffix(".log")
@@ -74,12 +74,14 @@ def main() -> None:
                 wall, peak = run_study(checkouts[label], scratch, f"{label}{repeat}")
                 seconds[label].append(wall)
                 peaks[label].append(peak)
-                print(f"  repeat {repeat + 1}, {label}: {wall:.1f} s, peak RSS {megabytes(peak)}", flush=True)
+                print(f"  repeat {repeat + 1}, {label}: {wall:.1f} s, peak RSS {peak / 2**20:,.0f} MB", flush=True)
+        from timing import print_ratios  # only now: it imports torch (see run_study)
+
         print_ratios([("wall time, after / before", [a / b for a, b in zip(seconds["after"], seconds["before"])], 1.0),
                       ("peak RSS, after / before", [a / b for a, b in zip(peaks["after"], peaks["before"])], None)])
         print(f"median wall: before {statistics.median(seconds['before']):.1f} s, after {statistics.median(seconds['after']):.1f} s")
     finally:
-        for label, checkout in checkouts.items():
+        for checkout in checkouts.values():
             if checkout != REPO:
                 git("worktree", "remove", "--force", str(checkout))
         shutil.rmtree(scratch, ignore_errors=True)

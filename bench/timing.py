@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing
-import resource
 import statistics
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,7 +121,15 @@ class Memory:
         return max(0, self.peak - self.before)
 
 
+def _status(field: str) -> int:
+    """A memory figure of this process from /proc/self/status (Linux), in bytes."""
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+
+
 def _measured(function: Callable, args: tuple, device: str, threads: int) -> tuple[int, int]:
+    """(before, peak) of ``function(*args)``. CPU: the peak RSS (VmHWM) reset to the current RSS first, since
+    getrusage's ru_maxrss starts a spawned process at its parent's size and cannot be reset."""
     torch.set_num_threads(threads)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
@@ -129,16 +137,17 @@ def _measured(function: Callable, args: tuple, device: str, threads: int) -> tup
         function(*args)
         torch.cuda.synchronize(device)
         return before, torch.cuda.max_memory_allocated(device)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: VmHWM := VmRSS
+    before = _status("VmRSS")
     function(*args)
-    return before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return before, _status("VmHWM")
 
 
 def peak_memory(function: Callable, *args, device: torch.device = torch.device("cpu")) -> Memory:
     """Peak memory of ``function(*args)`` run alone in a freshly spawned process (``function`` must be a
     module-level function: it is sent by name)."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        before, peak = pool.apply(_measured, (function, args, str(device), torch.get_num_threads()))
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        before, peak = pool.submit(_measured, function, args, str(device), torch.get_num_threads()).result()
     return Memory(peak, before)
 
 
@@ -169,7 +178,7 @@ def trainer(device: torch.device, root: str | Path, callbacks: Sequence[L.Callba
     Lightning's notes (devices found, tips, in-memory loaders without workers) are silenced: they would
     break up the tables."""
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", ".*(does not have many workers|smaller than the logging interval).*")
+    warnings.filterwarnings("ignore", ".*(does not have many workers|smaller than the logging interval|LeafSpec).*")
     devices = [device.index] if device.type == "cuda" and device.index is not None else 1
     return L.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=devices, default_root_dir=str(root),
                      callbacks=list(callbacks), enable_progress_bar=False, enable_model_summary=False,
