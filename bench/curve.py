@@ -48,14 +48,14 @@ def training(model: str, ends: list[str], args: argparse.Namespace, device: torc
     loader = DataLoader(plain.cifar_like(args.steps * args.batch), batch_size=args.batch)
 
     def fit(groups: int):
-        def run() -> float:
+        def run() -> timing.Window:
             clock = timing.StepClock(device)
             trainer = timing.trainer(device, root, [clock], max_steps=args.steps)
             trainer.fit(CurveModule(*ends, t_groups=groups), train_dataloaders=loader)
             return clock.seconds
         return run
 
-    def floor() -> float:
+    def floor() -> timing.Window:
         network = MODELS[model]().to(device)
         return plain.train_steps(network, torch.optim.Adam(network.parameters()), loader, device)
 

@@ -7,7 +7,7 @@ For the cubic regression (1-4-4-1 sigmoid MLP) and a digits MLP (64-128-10):
     against its floor, ``points`` x (θ written + one evaluation pass) in plain torch on the same data,
     in interleaved repeats. Target: <= 1.2.
 
-    python bench/dss.py [--repeats 15]   (about a minute or two on 2 CPU cores)
+    python bench/dss.py [--repeats 30]   (about a minute or two on 2 CPU cores)
 """
 
 from __future__ import annotations
@@ -107,12 +107,14 @@ def segment_cost(name: str, repeats: int) -> tuple:
             plain.eval_pass(network, batches, cpu, loss)
 
     times = timing.interleave({"floor": floor, "segment": lambda: probe.segment(*states)}, repeats)
+    print(f"  {name}:")
+    timing.print_times(times, unit="ms")
     return f"{name}: segment / floor", timing.ratios(times, "segment", "floor"), 1.2
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    timing.options(parser, repeats=15, device=False)
+    timing.options(parser, repeats=30, device=False)
     args = parser.parse_args()
     timing.setup(args)
     print(f"segment evaluation: {POINTS} grid points; floor = {POINTS} x (θ written + one evaluation pass) in plain torch")

@@ -6,7 +6,7 @@ floor is a plain loop over the same shuffled loader with the same optimizer. Bot
 end of the first step (warm-up) to the end of the last, set-up excluded; the time ratio <= 1.05 is
 a throughput of at least 95% of the plain loop's.
 
-    python bench/endpoint_throughput.py [--images 2048] [--epochs 2] [--repeats 3] [--device cuda]
+    python bench/endpoint_throughput.py [--images 1024] [--epochs 2] [--repeats 5] [--device cuda]
 """
 
 from __future__ import annotations
@@ -30,21 +30,21 @@ def sgd(params):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    timing.options(parser, repeats=3)
-    parser.add_argument("--images", type=int, default=2048)
+    timing.options(parser, repeats=5)
+    parser.add_argument("--images", type=int, default=1024)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch", type=int, default=128)
     args = parser.parse_args()
     device = timing.setup(args)
     loader = DataLoader(plain.cifar_like(args.images), batch_size=args.batch, shuffle=True, generator=torch.Generator().manual_seed(0))
 
-    def lightning() -> float:
+    def lightning() -> timing.Window:
         clock = timing.StepClock(device)
         with tempfile.TemporaryDirectory() as root:
             timing.trainer(device, root, [clock], max_epochs=args.epochs).fit(EndpointModule(NETWORK, optimizer=sgd, init_seed=0), loader)
         return clock.seconds
 
-    def floor() -> float:
+    def floor() -> timing.Window:
         network = EndpointModule(NETWORK, init_seed=0).network.to(device)
         return plain.train_steps(network, sgd(network.parameters()), (batch for _ in range(args.epochs) for batch in loader), device)
 

@@ -6,7 +6,7 @@ evaluate), over the floor: 31 x (θ(t) written + BatchNorm recompute over the tr
 evaluation pass over the test loader) in plain torch. The floor's losses are checked against the API's
 rows, so both are known to do the same work.
 
-    python bench/path_evaluation.py [--images 256] [--batch 128] [--repeats 3] [--device cuda]
+    python bench/path_evaluation.py [--images 256] [--batch 128] [--repeats 5] [--device cuda]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ POINTS = 31
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    timing.options(parser, repeats=3)
+    timing.options(parser, repeats=5)
     parser.add_argument("--images", type=int, default=256, help="images of each split")
     parser.add_argument("--batch", type=int, default=128)
     args = parser.parse_args()

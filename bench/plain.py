@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from timing import synchronize
+from timing import Window, synchronize
 
 Loss = Callable[..., torch.Tensor]
 
@@ -69,7 +69,7 @@ def point(network: nn.Module, anchors: Sequence[Sequence[torch.Tensor]], weights
 
 
 def train_steps(network: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable, device: torch.device,
-                loss: Loss = F.cross_entropy) -> float:
+                loss: Loss = F.cross_entropy) -> Window:
     """An ordinary training loop; seconds from the end of its first step (the warm-up) to the end of its last."""
     network.train()
     start = end = None
@@ -80,4 +80,4 @@ def train_steps(network: nn.Module, optimizer: torch.optim.Optimizer, batches: I
         synchronize(device)
         end = time.perf_counter()
         start = end if start is None else start
-    return end - start
+    return Window(end - start)

@@ -23,8 +23,12 @@ from pathlib import Path
 import lightning as L
 import torch
 
-# A variant returns the seconds of its own timed window (e.g. a fit's steps without its set-up), or None to be timed whole.
-Variant = Callable[[], "float | None"]
+Variant = Callable[[], object]
+
+
+class Window(float):
+    """Seconds a variant timed itself (e.g. a fit's steps without its set-up); a variant returning anything
+    else is timed whole."""
 
 
 def options(parser: argparse.ArgumentParser, repeats: int, device: bool = True) -> None:
@@ -49,7 +53,7 @@ def setup(args: argparse.Namespace) -> torch.device:
         where = f"CPU, {torch.get_num_threads()} torch threads"
     else:
         raise SystemExit(f"--device {device}: use cpu or cuda[:N]")
-    print(f"torch {torch.__version__}, {where}, {args.repeats} repeats, variants interleaved (order reversed each repeat)")
+    print(f"torch {torch.__version__}, {where}, {args.repeats} repeats")
     return device
 
 
@@ -73,7 +77,7 @@ def interleave(variants: Mapping[str, Variant], repeats: int, device: torch.devi
             start = time.perf_counter()
             own = variants[name]()
             synchronize(device)
-            times[name].append(time.perf_counter() - start if own is None else own)
+            times[name].append(own if isinstance(own, Window) else time.perf_counter() - start)
     return times
 
 
@@ -168,8 +172,8 @@ class StepClock(L.Callback):
         self.start = self.end if self.start is None else self.start
 
     @property
-    def seconds(self) -> float:
-        return self.end - self.start
+    def seconds(self) -> Window:
+        return Window(self.end - self.start)
 
 
 def trainer(device: torch.device, root: str | Path, callbacks: Sequence[L.Callback], **limits) -> L.Trainer:
@@ -178,7 +182,7 @@ def trainer(device: torch.device, root: str | Path, callbacks: Sequence[L.Callba
     Lightning's notes (devices found, tips, in-memory loaders without workers) are silenced: they would
     break up the tables."""
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", ".*(does not have many workers|smaller than the logging interval|LeafSpec).*")
+    warnings.filterwarnings("ignore", ".*(does not have many workers|smaller than the logging interval|LeafSpec|Skipping val loop).*")
     devices = [device.index] if device.type == "cuda" and device.index is not None else 1
     return L.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=devices, default_root_dir=str(root),
                      callbacks=list(callbacks), enable_progress_bar=False, enable_model_summary=False,
