@@ -5,10 +5,20 @@ A training run is what ``fit`` leaves under its ``--trainer.default_root_dir``: 
 ``last.ckpt`` and the ``init.ckpt`` the endpoint module saves before the first step. A study's
 stages each write one folder under the study root. Everything else asks here instead of
 predicting or globbing paths of its own.
+
+Names from configs, checkpoints and result files become path components only through ``component``,
+nothing is removed outside the run's root (``inside``), and one process at a time writes into a
+folder (``claim``).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +29,8 @@ FIRST_VERSION = "version_0"
 LAST = "last.ckpt"
 INIT = "init.ckpt"
 CONFIG = "config.yaml"
+LOCK = ".lock"
+NAMES = "a name must be non-empty, must not start with '.', and must hold no '/', '\\' or NUL character"
 
 
 @dataclass(frozen=True)
@@ -115,3 +127,137 @@ def resolve_init(name: str, other: str) -> str:
     if other == "init":
         raise LandscapeError("start and end cannot both be 'init'")
     return str(init_beside(other))
+
+
+def component(name: str, key: str) -> str:
+    """``name`` (from ``key`` of a config, checkpoint or result file) as one folder or file name: never a
+    path of its own (``/``, ``..``), a hidden file or nothing, so it cannot reach outside its folder."""
+    if not isinstance(name, str):
+        problem = "it is not text"
+    elif not name:
+        problem = "it is empty"
+    elif name.startswith("."):
+        problem = "it starts with '.'"
+    elif any(c in name for c in "/\\\0"):
+        problem = "it holds a path separator"
+    else:
+        return name
+    raise LandscapeError(f"{key}: {name!r} cannot name a folder or file ({problem}); {NAMES}")
+
+
+def components(names: Iterable[str], key: str) -> list[str]:
+    """Each name checked by ``component``, and no two the same, ignoring case (one folder on a case-insensitive disk)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        folded = component(name, key).casefold()
+        if folded in seen:
+            raise LandscapeError(f"{key}: {seen[folded]!r} and {name!r} would share one folder (names must differ in more "
+                                 "than case); rename one")
+        seen[folded] = name
+    return list(seen.values())
+
+
+def inside(path: str | Path, root: str | Path, what: str) -> Path:
+    """``path``, refused unless it resolves to somewhere strictly under ``root`` (symbolic links followed)."""
+    resolved, base = Path(path).resolve(), Path(root).resolve()
+    if base not in resolved.parents:
+        raise LandscapeError(f"{what} {str(path)!r} resolves to {str(resolved)!r}, outside {str(base)!r}: "
+                             "nothing outside a run's folder is written or removed")
+    return Path(path)
+
+
+_CLAIMED: set[Path] = set()  # folders this process holds the lock of
+
+
+RANKS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")  # where Lightning reads a process's rank, in its order
+
+
+def launched_beside_rank_zero() -> bool:
+    """A process torchrun, srun or Lightning's DDP launcher started beside rank 0 (or on another node),
+    replaying the same command into the same folder: rank 0 holds that folder's claim for all of them."""
+    rank = next((os.environ[name] for name in RANKS if os.environ.get(name)), "0")
+    return int(rank) > 0 or int(os.environ.get("NODE_RANK") or 0) > 0
+
+
+@contextmanager
+def claim(folder: str | Path) -> Iterator[Path]:
+    """Hold ``folder`` (created if missing) for this process: ``folder/.lock`` records its pid, host and
+    start. Another process's live claim is refused in one line; the lock of a process that is gone from
+    this host is taken over. Inside a folder this process holds already (a study's stage saving into
+    its own subfolder) the claim is the held one."""
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    resolved = folder.resolve()
+    if launched_beside_rank_zero() or any(held == resolved or held in resolved.parents for held in _CLAIMED):
+        yield folder
+        return
+    lock = folder / LOCK
+    record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+    create_lock(lock, record)
+    _CLAIMED.add(resolved)
+    try:
+        yield folder
+    finally:
+        _CLAIMED.discard(resolved)
+        if lock.is_file() and lock.read_text() == record:
+            lock.unlink()
+        if created and not any(folder.iterdir()):  # a run refused before writing anything leaves no folder behind
+            folder.rmdir()
+
+
+def create_lock(lock: Path, record: str) -> None:
+    """Create ``lock`` holding ``record``, or take it over from a process that no longer runs."""
+    for _ in range(3):  # a lock taken over or released between two looks is looked at again
+        try:
+            descriptor = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                held = lock.read_text()
+            except FileNotFoundError:
+                continue
+            if not stale_lock(held):
+                raise LandscapeError(in_use(lock, held)) from None
+            stale = lock.with_name(f"{LOCK}.stale-{os.getpid()}")
+            try:
+                os.rename(lock, stale)  # of two processes taking over one lock, only one moves it
+            except FileNotFoundError:
+                continue
+            if stale.read_text() == held:
+                stale.unlink()
+            else:  # the lock of a process that took it over a moment before: give it back
+                os.rename(stale, lock)
+            continue
+        with open(descriptor, "w") as handle:
+            handle.write(record)
+        return
+    raise LandscapeError(in_use(lock, lock.read_text() if lock.is_file() else ""))
+
+
+def lock_record(record: str) -> dict:
+    try:
+        found = json.loads(record)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def stale_lock(record: str) -> bool:
+    """Whether the lock's process has ended: only a process on this host can be looked up."""
+    found = lock_record(record)
+    if found.get("host") != socket.gethostname() or not isinstance(found.get("pid"), int):
+        return False
+    try:
+        os.kill(found["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return found["pid"] == os.getpid()  # this process, but not holding it (_CLAIMED): left by an earlier process
+
+
+def in_use(lock: Path, record: str) -> str:
+    found = lock_record(record)
+    who = f"process {found.get('pid', '?')} on {found.get('host', '?')} (started {found.get('started', '?')})"
+    return (f"{lock.parent} is in use by {who}; wait for it or choose another --out; "
+            f"if no such process runs, delete {lock}")

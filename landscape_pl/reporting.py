@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from landscape_pl.analysis.profile import summarize_profile
+from landscape_pl.atomic import replacing, save_figure, write_text
 from landscape_pl.io import write_json, write_path_csv
 from landscape_pl.paths.evaluate import Row
 
@@ -36,7 +37,7 @@ def write_path_report(rows: Sequence[Row], out: str | Path, summary: dict, title
     write_path_csv(rows, out / "path.csv")
     write_json(summary, out / "summary.json")
     figure = path_figure(rows, title)
-    figure.savefig(out / "path.png", dpi=120)
+    save_figure(figure, out / "path.png")
     import matplotlib.pyplot as plt
 
     plt.close(figure)
@@ -50,7 +51,7 @@ def log_path(experiment, rows: Sequence[Row], summary: dict, prefix: str, step: 
 
     for split, numbers in summary.items():
         for key in ("barrier", "max_loss_0_1", "min_accuracy_0_1", "mean_accuracy_0_1"):
-            if key in numbers:
+            if numbers.get(key) is not None:  # None: unknown on this grid (summarize_profile's note)
                 experiment.add_scalar(f"{prefix}/{split}/{key}", numbers[key], step)
     if profile:
         for split in summary:
@@ -74,13 +75,12 @@ def cell(value, digits: int = 4) -> str:
 def write_table(rows: Sequence[dict], columns: Sequence[str], stem: str | Path) -> str:
     """The same table as ``stem``.csv (full precision) and ``stem``.md; returns the markdown."""
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    with stem.with_suffix(".csv").open("w", newline="") as handle:
+    with replacing(stem.with_suffix(".csv"), newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
         writer.writerows({c: ("" if row.get(c) is None else row[c]) for c in columns} for row in rows)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
     markdown = "\n".join(lines) + "\n"
-    stem.with_suffix(".md").write_text(markdown)
+    write_text(stem.with_suffix(".md"), markdown)
     return markdown

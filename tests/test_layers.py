@@ -11,7 +11,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "landscape_pl"
 LAYERS = [
-    ("base", {"errors", "tasks", "distributed", "devices", "labels", "layout", "recipes", "console"}),
+    ("base", {"errors", "atomic", "trust", "tasks", "distributed", "devices", "labels", "layout", "recipes", "console"}),
     ("core", {"data", "models", "paths", "symmetry", "analysis", "io", "plots", "reporting"}),
     ("training", {"modules", "callbacks", "search", "fitting"}),
     ("library", {"api"}),

@@ -22,7 +22,7 @@ from landscape_pl.data.loaders import Data
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import write_json
 from landscape_pl.labels import distinct_labels
-from landscape_pl.layout import init_beside, newest_last
+from landscape_pl.layout import component, components, init_beside, newest_last
 from landscape_pl.paths import Row
 from landscape_pl.paths.grid import t_grid
 from landscape_pl.reporting import write_table
@@ -125,7 +125,8 @@ class MLIResult(Result):
         folder = Path(folder)
         saved = json.loads((folder / "mli.json").read_text())
         keys = dict.fromkeys((row["run"], row["variant"]) for row in saved["table"])
-        paths = {(label, variant): PathResult.load(folder / label.replace("/", "_") / variant, "interpolate") for label, variant in keys}
+        paths = {(label, variant): PathResult.load(path_folder(folder, label, variant, f"{folder / 'mli.json'} table"), "interpolate")
+                 for label, variant in keys}
         return cls(saved["table"], paths, saved["runs"], saved["plateau_tolerance"])
 
     @property
@@ -133,8 +134,9 @@ class MLIResult(Result):
         return {"runs": self.runs, "plateau_tolerance": self.plateau_tolerance, "table": self.table}
 
     def write(self, folder: Path, tensorboard: bool) -> None:
+        components([folder_name(label) for label in dict.fromkeys(label for label, _ in self.paths)], "mli run labels ('/' as '_')")
         for (label, variant), path in self.paths.items():
-            target = folder / label.replace("/", "_") / variant
+            target = path_folder(folder, label, variant, "mli run label")
             target.mkdir(parents=True, exist_ok=True)
             path.write(target, False)
         write_table(self.table, COLUMNS, folder / "mli")
@@ -154,6 +156,16 @@ class MLIResult(Result):
 
     def plot(self):
         return figure({key: path.rows for key, path in self.paths.items()}, self.plateau_tolerance)
+
+
+def folder_name(label: str) -> str:
+    return label.replace("/", "_")
+
+
+def path_folder(folder: Path, label: str, variant: str, key: str) -> Path:
+    """Where a run's path in one variant is kept, ``<label>/<variant>``: the label and variant (from a result
+    file, on load) are checked to be plain names, so the folder is always under ``folder``."""
+    return folder / component(folder_name(label), key) / component(variant, key)
 
 
 def run_ends(runs: Sequence[RunLike]) -> tuple[list[tuple[NetworkLike, NetworkLike]], list[str], list[str]]:

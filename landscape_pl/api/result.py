@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from landscape_pl.distributed import on_rank_zero
+from landscape_pl.layout import claim
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -44,7 +45,13 @@ class Result(ABC):
 
     def save(self, folder: str | Path, tensorboard: bool = False) -> Path:
         """Write the files the matching command writes into ``folder`` (and a TensorBoard run in
-        ``folder/tensorboard`` when asked); returns the folder."""
+        ``folder/tensorboard`` when asked), holding it (``layout.claim``) so that two saves never mix
+        their files; returns the folder."""
         folder = Path(folder)
-        on_rank_zero(lambda: (folder.mkdir(parents=True, exist_ok=True), self.write(folder, tensorboard)))
+
+        def write() -> None:
+            with claim(folder):
+                self.write(folder, tensorboard)
+
+        on_rank_zero(write)
         return folder

@@ -25,6 +25,7 @@ from landscape_pl.api.inputs import Network, NetworkLike, as_data, as_network, t
 from landscape_pl.api.result import Result
 from landscape_pl.data.loaders import Data
 from landscape_pl.errors import LandscapeError
+from landscape_pl.layout import claim
 from landscape_pl.models.base import Spec, build, describe
 from landscape_pl.paths import Anchors, Row
 from landscape_pl.paths.grid import t_grid
@@ -197,28 +198,29 @@ def connect(
         "algorithm": algorithm, "threshold": threshold, "alpha": alpha, "insert_at": insert_at, "points": points, "split": split,
         "bead_steps": bead_steps, "check_every": check_every, "zeta": zeta, "kappa": kappa, "seed": seed,
     }))
-    string = open_string(folder, fixed)
-    a, b = as_network(start, "start"), as_network(end, "end")
-    ends = [end_label(a), end_label(b)]
-    if string is not None and ends != string.settings["ends"]:
-        raise LandscapeError(f"{folder} holds a string between {string.settings['ends']}, not {ends}; pick another folder (--out)")
-    datamodule = as_data(data, b, a)  # the start's saved run before the end's, as the command always read it
-    ts = t_grid(0.0, 1.0, points)
-    if string is None:
-        for network in (a, b):
-            network.module.cpu()  # where checkpoints load: the probe and the bead trainer start from the CPU
-        task, bead_spec = task_of(datamodule, a, b), end_spec(a, spec)
-        check_ends(a, b, bead_spec, end_spec(b, spec))
-        probe = Probe(datamodule, split, build(bead_spec), ts)
-        losses = [end_loss(network, probe, threshold, train_ends, lambda module, i=i: train_bead(
-            module, datamodule, task, optimizer, probe.loss, alpha * threshold, bead_steps, check_every,
-            seed + 1_000_000 + i, folder / "training", accelerator)) for i, network in enumerate((a, b))]
-        string = BeadString.create(folder, fixed | {"ends": ends}, (a.module, b.module), losses, bead_spec, task)
-    else:
-        probe = Probe(datamodule, split, build(string.spec), ts)
-    with tqdm(total=max_beads, initial=string.interior, desc="beads", disable=not progress, leave=False) as bar:
-        job = Job(string, probe, datamodule, optimizer, budget, threshold, alpha, insert_at, bead_steps, check_every, seed,
-                  accelerator, on_bead=lambda bead: bar.update(1))
-        reason = greedy(job) if algorithm == "greedy" else constrained(job, zeta, kappa)
-    matrix, segments = substring(job, string.beads)
-    return StringResult(profile_rows(matrix, segments, split), summarize(job, reason, matrix, segments), matrix, segments, job)
+    with claim(folder):  # one run at a time trains into a string's folder
+        string = open_string(folder, fixed)
+        a, b = as_network(start, "start"), as_network(end, "end")
+        ends = [end_label(a), end_label(b)]
+        if string is not None and ends != string.settings["ends"]:
+            raise LandscapeError(f"{folder} holds a string between {string.settings['ends']}, not {ends}; pick another folder (--out)")
+        datamodule = as_data(data, b, a)  # the start's saved run before the end's, as the command always read it
+        ts = t_grid(0.0, 1.0, points)
+        if string is None:
+            for network in (a, b):
+                network.module.cpu()  # where checkpoints load: the probe and the bead trainer start from the CPU
+            task, bead_spec = task_of(datamodule, a, b), end_spec(a, spec)
+            check_ends(a, b, bead_spec, end_spec(b, spec))
+            probe = Probe(datamodule, split, build(bead_spec), ts)
+            losses = [end_loss(network, probe, threshold, train_ends, lambda module, i=i: train_bead(
+                module, datamodule, task, optimizer, probe.loss, alpha * threshold, bead_steps, check_every,
+                seed + 1_000_000 + i, folder / "training", accelerator)) for i, network in enumerate((a, b))]
+            string = BeadString.create(folder, fixed | {"ends": ends}, (a.module, b.module), losses, bead_spec, task)
+        else:
+            probe = Probe(datamodule, split, build(string.spec), ts)
+        with tqdm(total=max_beads, initial=string.interior, desc="beads", disable=not progress, leave=False) as bar:
+            job = Job(string, probe, datamodule, optimizer, budget, threshold, alpha, insert_at, bead_steps, check_every, seed,
+                      accelerator, on_bead=lambda bead: bar.update(1))
+            reason = greedy(job) if algorithm == "greedy" else constrained(job, zeta, kappa)
+        matrix, segments = substring(job, string.beads)
+        return StringResult(profile_rows(matrix, segments, split), summarize(job, reason, matrix, segments), matrix, segments, job)

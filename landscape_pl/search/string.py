@@ -1,15 +1,17 @@
 """A string of beads kept on disk: one ordinary checkpoint per bead plus ``string.json``, the index.
 
-The index is rewritten (atomically) after every bead, so an interrupted run leaves a string that a
-resumed run continues from exactly. Beads keep a stable ``id`` (their file name); their order along
-the string is the order of ``beads`` in the index. Segment profiles are cached in the index by the ids
-of their two beads, so nothing already evaluated is evaluated again on resume.
+The index and every bead are written atomically, the index after every bead, so an interrupted run
+leaves a string that a resumed run continues from exactly; a bead whose file cannot be read on resume
+(lost or damaged outside a run) is dropped, and so trained again where the string needs it. Beads keep
+a stable ``id`` (their file name); their order along the string is the order of ``beads`` in the index.
+Segment profiles are cached in the index by the ids of their two beads, so nothing already evaluated
+is evaluated again on resume.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from landscape_pl.atomic import write_text
 from landscape_pl.errors import LandscapeError
-from landscape_pl.io import load_network, save_network
+from landscape_pl.io import check_spec, load_network, save_network
+from landscape_pl.layout import component
 from landscape_pl.models.base import Spec
 
 INDEX = "string.json"
@@ -80,7 +84,7 @@ class BeadString:
         path = Path(directory) / INDEX
         try:
             data = json.loads(path.read_text())
-            return cls(
+            string = cls(
                 Path(directory), data["settings"], data["spec"], data["task"],
                 [Bead(**b) for b in data["beads"]],
                 {k: Segment(**s) for k, s in data["segments"].items()},
@@ -88,6 +92,8 @@ class BeadString:
             )
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise LandscapeError(f"{path} cannot be read as a string index ({err}); remove the folder or pick another --out") from None
+        check_spec(string.spec, path)  # beads are built from it: a class outside the trusted set stops here
+        return string
 
     def save(self) -> None:
         """Write the index atomically: a crash leaves the previous index or the new one, never half of one."""
@@ -97,10 +103,7 @@ class BeadString:
             "segments": {k: asdict(s) for k, s in self.segments.items()},
             "progress": self.progress,
         }
-        path = self.directory / INDEX
-        temporary = path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(temporary, path)
+        write_text(self.directory / INDEX, json.dumps(data, indent=1) + "\n")
 
     # -- beads -------------------------------------------------------------------------------------
     def add(self, position: int, network: nn.Module, loss: float, depth: int, steps: int = 0) -> Bead:
@@ -114,16 +117,38 @@ class BeadString:
 
     def write(self, bead: Bead, network: nn.Module) -> None:
         """(Re)write a bead's checkpoint; an ordinary checkpoint that validate and interpolate load."""
-        save_network(network, self.directory / bead.file, self.task, self.spec, bead=asdict(bead))
+        save_network(network, self.path(bead), self.task, self.spec, bead=asdict(bead))
+
+    def path(self, bead: Bead) -> Path:
+        """A bead's checkpoint: its ``file`` in the index, every part of it a plain name under the string's folder."""
+        parts = str(bead.file).split("/")
+        return self.directory.joinpath(*(component(part, f"{self.directory / INDEX}: bead {bead.id}'s file") for part in parts))
 
     def state(self, bead: Bead) -> dict[str, torch.Tensor]:
-        return load_network(self.directory / bead.file).network.state_dict()
+        return load_network(self.path(bead)).network.state_dict()
 
     def network(self, bead: Bead) -> nn.Module:
-        return load_network(self.directory / bead.file).network
+        return load_network(self.path(bead)).network
 
     def files(self) -> list[Path]:
-        return [self.directory / b.file for b in self.beads]
+        return [self.path(b) for b in self.beads]
+
+    def drop_unreadable(self) -> None:
+        """Take interior beads whose checkpoint cannot be read off the string, and their segments out of the
+        cache, so the search trains them again (a bead with the same id overwrites the file); an end cannot
+        be remade and is an error."""
+        for index, bead in reversed(list(enumerate(self.beads))):
+            path = self.path(bead)
+            try:
+                load_network(path)
+            except LandscapeError as err:  # missing, damaged or refused: nothing of it is used
+                if index in (0, len(self.beads) - 1):
+                    raise LandscapeError(f"{err}; it is an end of the string in {self.directory}, which is made from "
+                                         "its ends: remove the folder (or pick another --out) and connect again") from None
+                warnings.warn(f"{err}; bead {bead.id} is dropped from the string and trained again", stacklevel=2)
+                self.beads.remove(bead)
+                self.forget(bead)
+                self.save()
 
     # -- segments ----------------------------------------------------------------------------------
     @staticmethod
@@ -156,4 +181,5 @@ def open_string(directory: str | Path, fixed: dict[str, Any]) -> BeadString | No
             f"{Path(directory) / INDEX} was made with {name}={old!r}, not {new!r}: a resumed string keeps its "
             "settings (only budgets may change); pick another --out or remove the folder"
         )
+    string.drop_unreadable()
     return string

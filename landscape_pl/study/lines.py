@@ -11,7 +11,8 @@ from pathlib import Path
 from landscape_pl.api.lines import PathResult, interpolate
 from landscape_pl.api.mli import COLUMNS as MLI_COLUMNS
 from landscape_pl.api.mli import MLIResult, mli
-from landscape_pl.layout import Study
+from landscape_pl.atomic import write_text
+from landscape_pl.layout import Study, components
 from landscape_pl.paths.grid import t_grid
 from landscape_pl.reporting import write_table
 from landscape_pl.study.endpoints import endpoint_stage
@@ -37,6 +38,7 @@ def line_stages(
     """Endpoint fits, one line per endpoint config (first two seeds), one MLI comparison over every
     endpoint, and the report; ``line_grid`` is (t_min, t_max, points) or None for no line. Each stage
     leaves its result in ``outcomes`` for the report."""
+    components(endpoints, "endpoints")  # each name is a folder under endpoints/ and line/
     layout = Study(root)
     stages: list[Stage] = []
     finals: dict[tuple[str, int], Path] = {}
@@ -110,4 +112,4 @@ def write_report(lines: Mapping[str, PathResult], mli_result: MLIResult | None, 
         figures["mli.png"] = mli_result
     for name, result in figures.items():
         result.write_figure(out / name)
-    (out / "report.md").write_text("\n".join(parts))
+    write_text(out / "report.md", "\n".join(parts))

@@ -10,6 +10,7 @@ import numpy as np
 
 from landscape_pl.api.curves import EnsembleResult
 from landscape_pl.api.lines import PathResult
+from landscape_pl.atomic import copy_file, replacing, save_figure, write_text
 from landscape_pl.io import write_json
 
 # (column, heading, the paper's table), read from each evaluation's summary.json.
@@ -114,24 +115,22 @@ def write_report(evaluations: Mapping[tuple[str, int], PathResult], out: Path, a
     with ``alignments`` (pair -> align report) and ``ensembles`` ((class, pair) -> ensemble table)
     also alignment.csv/.md and ensembles.csv/.md, and ``figures`` (name -> PNG, e.g. the planes) copied
     in as <name>.png, so the report folder holds every table and figure of the study."""
-    import shutil
-
     from torch.utils.tensorboard import SummaryWriter
 
     from landscape_pl.reporting import write_table
 
     out.mkdir(parents=True, exist_ok=True)
     for name, figure_path in (figures or {}).items():
-        shutil.copy(figure_path, out / f"{name}.png")
+        copy_file(figure_path, out / f"{name}.png")
     rows = class_table(evaluations)
-    with (out / "tables.csv").open("w", newline="") as handle:
+    with replacing(out / "tables.csv", newline="") as handle:
         writer = csv.DictWriter(handle, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     said = verdict(rows)
-    (out / "tables.md").write_text(markdown(rows) + f"\n**Verdict:** {said}\n")
+    write_text(out / "tables.md", markdown(rows) + f"\n**Verdict:** {said}\n")
     figure = accuracy_figure(evaluations)
-    figure.savefig(out / "accuracy_along_curve.png", dpi=120)
+    save_figure(figure, out / "accuracy_along_curve.png")
     with SummaryWriter(str(out / "tensorboard")) as writer:
         writer.add_figure("study/accuracy_along_curve", figure, 0, close=True)
         writer.add_text("study/tables", markdown(rows) + f"\n\n{said}", 0)

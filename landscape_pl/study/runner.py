@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from landscape_pl.atomic import write_text
 from landscape_pl.errors import LandscapeError
+from landscape_pl.layout import claim, components, inside
 
 
 @dataclass
@@ -72,10 +74,20 @@ def run_stages(stages: Sequence[Stage], root: Path, log: Callable[[str], None] =
     A stage's stamp is written before it runs (``done: false``) and completed after. A stage
     interrupted with the same settings runs again over what it left (fits resume from their last
     checkpoint); outputs stamped with other settings, or with no stamp at all, are removed first,
-    so nothing stale is ever taken for the new settings' result.
+    so nothing stale is ever taken for the new settings' result. Stage names (stamp files) and
+    outputs (what may be removed) are checked before anything runs, and ``root`` is held (``claim``)
+    for the whole run, so a second run into it is refused instead of mixing with this one.
     """
+    components((stage.name for stage in stages), "stage name")
+    for stage in stages:
+        for output in stage.outputs:
+            inside(output, root, f"stage {stage.name!r} output")
+    with claim(root):
+        return run_claimed(stages, root, log, outcomes)
+
+
+def run_claimed(stages: Sequence[Stage], root: Path, log: Callable[[str], None], outcomes: Outcomes | None) -> dict[str, str]:
     stamps = root / ".stages"
-    stamps.mkdir(parents=True, exist_ok=True)
     done: dict[str, str] = {}
     for stage in stages:
         unknown = [d for d in stage.depends if d not in done]
@@ -83,7 +95,7 @@ def run_stages(stages: Sequence[Stage], root: Path, log: Callable[[str], None] =
             raise LandscapeError(f"stage {stage.name!r} depends on {unknown[0]!r}, which is not an earlier stage")
         print_ = fingerprint(stage, done)
         stamp = stamps / f"{stage.name}.json"
-        recorded = json.loads(stamp.read_text()) if stamp.is_file() else {}
+        recorded = read_stamp(stamp)
         same = recorded.get("fingerprint") == print_
         if same and recorded.get("done", True) and all(Path(p).exists() for p in stage.outputs):
             log(f"[study] {stage.name}: done already, skipped")
@@ -102,21 +114,36 @@ def run_stages(stages: Sequence[Stage], root: Path, log: Callable[[str], None] =
             elif any(Path(p).exists() for p in stage.outputs):
                 log(f"[study] {stage.name}: outputs without a record of their settings, rerunning")
             for output in stage.outputs:
-                remove(Path(output))
+                remove(Path(output), root)
             log(f"[study] {stage.name}: running")
-        stamp.write_text(json.dumps({"fingerprint": print_, "done": False, "settings": stage.settings}, indent=1, default=str))
+        write_stamp(stamp, print_, False, stage.settings)
         value = stage.run()
         if outcomes is not None:
             outcomes.ran(stage.name, value)
         absent = [p for p in stage.outputs if not Path(p).exists()]
         if absent:
             raise LandscapeError(f"stage {stage.name!r} finished without writing {str(absent[0])!r}")
-        stamp.write_text(json.dumps({"fingerprint": print_, "done": True, "settings": stage.settings}, indent=1, default=str))
+        write_stamp(stamp, print_, True, stage.settings)
         done[stage.name] = print_
     return done
 
 
-def remove(path: Path) -> None:
+def read_stamp(stamp: Path) -> dict:
+    """A stage's record; none when missing or unreadable (its outputs are then rebuilt, never trusted)."""
+    try:
+        recorded = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def write_stamp(stamp: Path, print_: str, done: bool, settings: dict) -> None:
+    write_text(stamp, json.dumps({"fingerprint": print_, "done": done, "settings": settings}, indent=1, default=str))
+
+
+def remove(path: Path, root: Path) -> None:
+    """Delete a stage's output, only ever under the study's ``root``."""
+    inside(path, root, "output to remove")
     if path.is_dir():
         shutil.rmtree(path)
     else:
