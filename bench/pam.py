@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import lightning as L
@@ -49,11 +48,11 @@ class StepTimer(L.Callback):
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         timing.synchronize(self.device)
-        self.start = time.perf_counter()
+        self.start = timing.now()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         timing.synchronize(self.device)
-        self.times.setdefault(module.phase(), []).append(time.perf_counter() - self.start)
+        self.times.setdefault(module.phase(), []).append(timing.now() - self.start)
 
 
 def main() -> None:

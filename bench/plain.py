@@ -4,7 +4,6 @@ into a network), and the synthetic CIFAR-shaped data the benchmarks run on."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -12,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from timing import Window, synchronize
+from timing import Window, now, synchronize
 
 Loss = Callable[..., torch.Tensor]
 
@@ -78,6 +77,6 @@ def train_steps(network: nn.Module, optimizer: torch.optim.Optimizer, batches: I
         loss(network(x.to(device)), y.to(device)).backward()
         optimizer.step()
         synchronize(device)
-        end = time.perf_counter()
+        end = now()
         start = end if start is None else start
     return Window(end - start)

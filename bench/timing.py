@@ -24,6 +24,7 @@ import lightning as L
 import torch
 
 Variant = Callable[[], object]
+_clock: Callable[[], float] = time.perf_counter  # --clock cpu: time.process_time
 
 
 class Window(float):
@@ -35,14 +36,21 @@ def options(parser: argparse.ArgumentParser, repeats: int, device: bool = True) 
     """The options every benchmark shares: --repeats, --threads and (where it can run on a GPU) --device."""
     parser.add_argument("--repeats", type=int, default=repeats, help=f"timed repeats of every variant, interleaved (default {repeats})")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the steadiest on a shared machine)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall time (default), or this process's CPU time: far steadier while other processes share "
+                             "the cores (CPU runs without worker processes)")
     if device:
         parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]: networks and timings on that device")
 
 
 def setup(args: argparse.Namespace) -> torch.device:
-    """Apply --threads, check --device and print where the run happens; returns the device."""
+    """Apply --threads and --clock, check --device and print where the run happens; returns the device."""
+    global _clock
     torch.set_num_threads(args.threads)
     device = torch.device(getattr(args, "device", "cpu"))
+    if args.clock == "cpu" and device.type != "cpu":
+        raise SystemExit("--clock cpu measures this process's CPU time: use it with --device cpu")
+    _clock = time.process_time if args.clock == "cpu" else time.perf_counter
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise SystemExit(f"--device {device}: no CUDA device is available here")
@@ -53,8 +61,13 @@ def setup(args: argparse.Namespace) -> torch.device:
         where = f"CPU, {torch.get_num_threads()} torch threads"
     else:
         raise SystemExit(f"--device {device}: use cpu or cuda[:N]")
-    print(f"torch {torch.__version__}, {where}, {args.repeats} repeats")
+    print(f"torch {torch.__version__}, {where}, {args.repeats} repeats, {args.clock} clock")
     return device
+
+
+def now() -> float:
+    """Seconds on the clock chosen by --clock (wall by default)."""
+    return _clock()
 
 
 def synchronize(device: torch.device) -> None:
@@ -74,10 +87,10 @@ def interleave(variants: Mapping[str, Variant], repeats: int, device: torch.devi
     for repeat in range(repeats):
         for name in names if repeat % 2 == 0 else names[::-1]:
             synchronize(device)
-            start = time.perf_counter()
+            start = now()
             own = variants[name]()
             synchronize(device)
-            times[name].append(own if isinstance(own, Window) else time.perf_counter() - start)
+            times[name].append(own if isinstance(own, Window) else now() - start)
     return times
 
 
@@ -168,7 +181,7 @@ class StepClock(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         synchronize(self.device)
-        self.end = time.perf_counter()
+        self.end = now()
         self.start = self.end if self.start is None else self.start
 
     @property
