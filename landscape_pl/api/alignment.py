@@ -19,6 +19,7 @@ from torch import nn
 from landscape_pl.api.inputs import Network, NetworkLike, as_data, as_network, task_of
 from landscape_pl.api.lines import PathResult, interpolate
 from landscape_pl.api.result import Result
+from landscape_pl.atomic import save_figure
 from landscape_pl.data.loaders import Data
 from landscape_pl.data.subsets import alignment_batches
 from landscape_pl.devices import device
@@ -116,12 +117,12 @@ def write_figures(correlations: dict[str, Correlation], perms: dict[str, torch.T
     (out / "heatmaps").mkdir(parents=True, exist_ok=True)
     for name, corr in correlations.items():
         figure = heatmaps(corr.matrix, perms[name], f"cross-correlation, {name}")
-        figure.savefig(out / "heatmaps" / f"{name}.png", dpi=100)
+        save_figure(figure, out / "heatmaps" / f"{name}.png", dpi=100)
         if writer:
             writer.add_figure(f"align/correlation/{name}", figure, 0, close=False)
         plt.close(figure)
     figure = signature_figure({"before alignment": before, "after alignment": after}, "mean cross-correlation of corresponding units")
-    figure.savefig(out / "mean_correlation.png", dpi=120)
+    save_figure(figure, out / "mean_correlation.png")
     if writer:
         writer.add_figure("align/mean_correlation", figure, 0, close=False)
         for index, name in enumerate(before):

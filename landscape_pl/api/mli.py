@@ -18,6 +18,7 @@ from landscape_pl.analysis.profile import plateau_length
 from landscape_pl.api.inputs import NetworkLike, as_network
 from landscape_pl.api.lines import PathResult, interpolate
 from landscape_pl.api.result import Result
+from landscape_pl.atomic import save_figure
 from landscape_pl.data.loaders import Data
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import write_json
@@ -142,7 +143,7 @@ class MLIResult(Result):
         write_table(self.table, COLUMNS, folder / "mli")
         write_json(self.summary, folder / "mli.json")
         fig = self.plot()
-        fig.savefig(folder / "mli.png", dpi=120)
+        save_figure(fig, folder / "mli.png")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 

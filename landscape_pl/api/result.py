@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from landscape_pl.atomic import save_figure
 from landscape_pl.distributed import on_rank_zero
 from landscape_pl.layout import claim
 
@@ -35,7 +36,7 @@ class Result(ABC):
         from landscape_pl.plots import plt
 
         figure = self.plot()
-        figure.savefig(path, dpi=120)
+        save_figure(figure, path)
         if tag is not None:
             from torch.utils.tensorboard import SummaryWriter
 

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from landscape_pl.api.inputs import Network, NetworkLike, as_data, as_network, task_of
 from landscape_pl.api.result import Result
+from landscape_pl.atomic import save_figure
 from landscape_pl.data.loaders import Data
 from landscape_pl.errors import LandscapeError
 from landscape_pl.layout import claim
@@ -68,7 +69,7 @@ class StringResult(Result):
 
         write_path_report(self.rows, folder, self.summary, title=self.title)
         figure = self.pca_plot()
-        figure.savefig(folder / "pca.png", dpi=120)
+        save_figure(figure, folder / "pca.png")
         plt.close(figure)
         if tensorboard:
             log_depths(self.job, self.beads, folder / "tensorboard")

@@ -19,6 +19,7 @@ from torch import nn
 from landscape_pl.analysis.trajectory import TrajectoryPCA, summary_of
 from landscape_pl.analysis.trajectory import trajectory_pca as joint_pca
 from landscape_pl.api.result import Result
+from landscape_pl.atomic import replacing, save_figure
 from landscape_pl.callbacks.trajectory import INDEX, SnapshotStore, parameters_of
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import write_json
@@ -78,13 +79,13 @@ def find_trajectories(paths: Sequence[str | Path]) -> list[Path]:
 def write_tables(pca: TrajectoryPCA, out: Path) -> None:
     """snapshots.csv (per snapshot: run, step, epoch, distances, coordinates) and final_distances.csv."""
     k = pca.projections.shape[1]
-    with (out / "snapshots.csv").open("w", newline="") as handle:
+    with replacing(out / "snapshots.csv", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["run", "step", "epoch", "from_origin", "from_init", *[f"pc{i + 1}" for i in range(k)]])
         for i in range(len(pca.run)):
             writer.writerow([pca.runs[pca.run[i]], int(pca.step[i]), int(pca.epoch[i]), repr(float(pca.from_origin[i])),
                              repr(float(pca.from_init[i])), *[repr(float(v)) for v in pca.projections[i]]])
-    with (out / "final_distances.csv").open("w", newline="") as handle:
+    with replacing(out / "final_distances.csv", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["run", *pca.runs])
         for name, row in zip(pca.runs, pca.final_distances):
@@ -149,7 +150,7 @@ class TrajectoryResult(Result):
         write_tables(self.pca, folder)
         write_json(self.summary, folder / "pca.json")
         fig = self.plot()
-        fig.savefig(folder / "trajectory.png", dpi=120)
+        save_figure(fig, folder / "trajectory.png")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 

@@ -16,6 +16,7 @@ from lightning.pytorch.cli import OptimizerCallable
 
 from landscape_pl.api import strings
 from landscape_pl.data.base import LandscapeDataModule
+from landscape_pl.layout import claim
 from landscape_pl.search import Budget, check_settings
 from landscape_pl.study.strings import string_ends
 
@@ -84,13 +85,14 @@ def connect(
     """
     budget = Budget(max_beads, max_depth, max_steps, max_rounds)
     check_settings(threshold, alpha, points, budget, bead_steps, check_every)  # refused before any end is trained
-    start, end = string_ends(Path(out), start, end, endpoint_config, seeds, epochs, end_permutation)
-    result = strings.connect(
-        start, end, data, threshold=threshold, folder=out, train_ends=train_ends, algorithm=algorithm, alpha=alpha,
-        insert_at=insert_at, points=points, split=split, optimizer=optimizer, bead_steps=bead_steps, check_every=check_every,
-        max_beads=max_beads, max_depth=max_depth, max_steps=max_steps, max_rounds=max_rounds, zeta=zeta, kappa=kappa,
-        seed=seed, accelerator=accelerator, progress=progress,
-    )
-    result.save(out, tensorboard)
+    with claim(Path(out)):  # the ends trained into out/ends belong to this run too
+        start, end = string_ends(Path(out), start, end, endpoint_config, seeds, epochs, end_permutation)
+        result = strings.connect(
+            start, end, data, threshold=threshold, folder=out, train_ends=train_ends, algorithm=algorithm, alpha=alpha,
+            insert_at=insert_at, points=points, split=split, optimizer=optimizer, bead_steps=bead_steps, check_every=check_every,
+            max_beads=max_beads, max_depth=max_depth, max_steps=max_steps, max_rounds=max_rounds, zeta=zeta, kappa=kappa,
+            seed=seed, accelerator=accelerator, progress=progress,
+        )
+        result.save(out, tensorboard)
     print(result.headline())
     return result.summary

@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 
 from landscape_pl.api import strings
+from landscape_pl.atomic import replacing, save_figure
 from landscape_pl.data.base import LandscapeDataModule
 from landscape_pl.errors import LandscapeError
 from landscape_pl.plots import plt
@@ -51,7 +52,7 @@ def aggregate(rows: list[dict], thresholds: list[float]) -> list[dict]:
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    with path.open("w", newline="") as handle:
+    with replacing(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -123,7 +124,7 @@ def sweep(
     write_csv(rows, root / "runs.csv")
     write_csv(table, root / "sweep.csv")
     figure = sweep_figure(table, f"DSS over {len(pairs)} pair(s)")
-    figure.savefig(root / "sweep.png", dpi=120)
+    save_figure(figure, root / "sweep.png")
     plt.close(figure)
     for r in table:
         print(f"L0={r['threshold']:g}: normalized length {r['mean_normalized_length']:.3f}, beads {r['mean_beads']:.2f}, connected {r['connected_share']:.0%}")

@@ -26,6 +26,7 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 
+from landscape_pl.atomic import write_text
 from landscape_pl.data.subsets import alignment_batches  # the subset `align --fraction` uses
 from landscape_pl.errors import LandscapeError
 from landscape_pl.modules.between import BetweenEndpoints, parameters_of
@@ -221,7 +222,7 @@ class PAMModule(BetweenEndpoints):
         directory = checkpoint_dir(self.trainer).parent if self.trainer.log_dir else None
         if directory is not None and self.global_rank == 0:
             directory.mkdir(parents=True, exist_ok=True)
-            (directory / "pam_history.json").write_text(json.dumps(self.history, indent=1))
+            write_text(directory / "pam_history.json", json.dumps(self.history, indent=1))
 
     def proximal_terms(self) -> dict[str, float]:
         with torch.no_grad():
