@@ -15,9 +15,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+from jsonargparse import ArgumentParser, auto_parser
+
 from landscape_pl.console import quiet_lightning
-from landscape_pl.errors import user_error
-from landscape_pl.fitting import LIGHTNING, LandscapeCLI, catalogue
+from landscape_pl.errors import LandscapeError, user_error
+from landscape_pl.fitting import CONFIG_FLAGS, LIGHTNING, LandscapeCLI, UnknownKeys, catalogue, config_files
 from landscape_pl.recipes import find_config
 
 __all__ = ["LandscapeCLI", "main"]
@@ -39,7 +42,7 @@ COMMANDS = {
     "signature": ("landscape_pl.commands.signature:signature", "correlation signature between a midpoint (linear, or a curve's) and each endpoint"),
     "recipes": ("landscape_pl.recipes:print_recipes", "list the packaged recipes (path, command, description); --config takes a path or a name"),
 }
-CONFIG_FLAGS = ("--config", "-c")
+FILE_OUT = {"curve-point"}  # --out is the checkpoint written, not a folder
 RECIPE_LIKE = re.compile(r"[\w./][\w./-]*")  # a path or a name; inline YAML or JSON given to --config is left alone
 
 
@@ -50,12 +53,51 @@ def usage() -> str:
     return "\n".join(lines + ["", catalogue()])
 
 
-def run_command(name: str, args: Sequence[str]):
-    from jsonargparse import CLI
+class CommandParser(UnknownKeys, ArgumentParser):
+    """The analysis commands' parser: an unknown key in a config or an option is named, with the closest valid one."""
 
+
+def run_command(name: str, args: Sequence[str]):
+    """Parse the command's arguments, refuse an unusable ``--out`` before any work, then run it."""
     module_name, function_name = COMMANDS[name][0].split(":")
     function = getattr(importlib.import_module(module_name), function_name)
-    return CLI(function, args=list(args), as_positional=False)
+    parser = auto_parser(function, as_positional=False, parser_class=CommandParser)
+    config = parser.parse_args(list(args))
+    check_out(name, config.get("out"))
+    arguments = parser.instantiate(config)
+    arguments.pop("config", None)
+    return function(**arguments)
+
+
+def check_out(name: str, out: str | None) -> None:
+    """``--out`` must be somewhere the command can write: a folder (new or existing), or for the commands
+    in FILE_OUT a file; a file in the way is refused here, before the work rather than after it."""
+    if out is None:
+        return
+    given = Path(out)
+    if name in FILE_OUT and given.is_dir():
+        raise LandscapeError(f"--out {out} is an existing folder, but {name} writes one checkpoint file: "
+                             f"give a file path such as {given / 'point.ckpt'}")
+    folder = given.parent if name in FILE_OUT else given
+    blocking = next(p for p in (folder, *folder.parents) if p.exists())  # '.' or '/' at the latest
+    if blocking.is_dir():
+        return
+    where = "is an existing file" if blocking == given else f"lies inside {blocking}, an existing file"
+    raise LandscapeError(f"--out {out} {where}, but {name} needs a folder there for what it writes: "
+                         "give another --out, or move that file away")
+
+
+def check_configs(argv: Sequence[str]) -> None:
+    """An empty ``--config`` file (nothing, or comments only) is said to be empty, not "Unexpected config"."""
+    for config in config_files(argv):
+        try:
+            empty = yaml.safe_load(config.read_text()) is None
+        except yaml.YAMLError:
+            continue  # jsonargparse names the syntax error and its line
+        if empty:
+            command = argv[0] if argv[0] in (*LIGHTNING, *COMMANDS) else "COMMAND"
+            raise LandscapeError(f"{config}: the config file is empty (no keys, at most comments); put the command's "
+                                 f"settings in it (python -m landscape_pl {command} --print_config shows them all) or leave out --config")
 
 
 def model_from_checkpoint(argv: list[str]) -> list[str]:
@@ -100,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         argv = resolve_configs(argv)
+        check_configs(argv)
         if not argv or argv[0] in ("-h", "--help"):
             print(usage())
         elif argv[0] in COMMANDS:

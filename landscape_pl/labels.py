@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 BOILERPLATE = ("trajectory", "lightning_logs", "checkpoints")
@@ -11,6 +12,15 @@ BOILERPLATE = ("trajectory", "lightning_logs", "checkpoints")
 def short(path: str | Path) -> str:
     """A checkpoint named by its run: the last four parts of its path."""
     return "/".join(Path(path).parts[-4:])
+
+
+def unambiguous(paths: Sequence[str | Path], full: bool = False) -> list[str]:
+    """``short`` names, but a path in full (absolute) where its short name is another's or it is the same
+    file as another under a different name (or everywhere, with ``full``): a message must say which is which."""
+    shorts = [short(p) for p in paths]
+    files = [Path(p).resolve() for p in paths]
+    return [os.path.abspath(p) if full or shorts.count(name) > 1 or files.count(file) > 1 else name
+            for p, name, file in zip(paths, shorts, files)]
 
 
 def distinct_labels(paths: list[Path]) -> list[str]:

@@ -46,7 +46,11 @@ def plateau_length(ts: np.ndarray, losses: np.ndarray, tolerance: float) -> floa
 def summarize_profile(
     ts: Sequence[float], losses: Sequence[float], accuracies: Sequence[float | None], mli_tolerance: float = 0.0
 ) -> dict:
-    """The summary of one split's profile; statistics use finite points only and say which were not."""
+    """The summary of one split's profile; statistics use finite points only and say which were not.
+
+    With no finite point strictly inside (0, 1), ``barrier`` and ``max_loss_0_1`` are None and a ``note``
+    says why: the grid shows nothing of the path between its ends.
+    """
     ts_all = np.asarray(ts, dtype=float)
     loss_all = np.asarray(losses, dtype=float)
     finite = np.isfinite(loss_all)
@@ -56,16 +60,20 @@ def summarize_profile(
     if inside.sum() < 2 or t.min() > 0 or t.max() < 1:
         summary["note"] = "fewer than two finite points cover [0, 1]; barrier and MLI need both ends"
         return summary
+    between = bool(((t > 0) & (t < 1)).any())  # the ends alone say nothing of the path between them
     increase = first_increase(t, loss, mli_tolerance)
     summary |= {
         "loss_start": float(np.interp(0.0, t, loss)),
         "loss_end": float(np.interp(1.0, t, loss)),
-        "barrier": barrier(t, loss),
-        "max_loss_0_1": float(loss[inside].max()),
+        "barrier": barrier(t, loss) if between else None,
+        "max_loss_0_1": float(loss[inside].max()) if between else None,
         "monotonic": increase is None,
         "first_increase_t": increase,
         "local_minima_t": local_minima(t, loss),
     }
+    if not between:
+        summary["note"] = ("no finite grid point lies strictly inside (0, 1): barrier and max_loss_0_1 are unknown "
+                           "(null); evaluate t between the ends too (e.g. --points 11 on [0, 1])")
     acc = np.asarray([math.nan if a is None else a for a in accuracies], dtype=float)[finite]
     if not np.isnan(acc).all():
         summary |= {"min_accuracy_0_1": float(acc[inside].min()), "mean_accuracy_0_1": float(acc[inside].mean())}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
+import torch
 from torch import nn
 
 from landscape_pl.data.base import LandscapeDataModule
@@ -36,15 +37,35 @@ class Network:
 
 
 def as_network(network: NetworkLike, label: str) -> Network:
-    """A checkpoint path (loaded) or an nn.Module (copied); ``label`` names it in errors and titles."""
+    """A checkpoint path (loaded) or an nn.Module (copied); ``label`` names it in errors and titles.
+
+    A network with NaN or inf in its weights is refused here, before any evaluation spends time on it.
+    """
     if isinstance(network, nn.Module):
         if hasattr(network, "network") and isinstance(network.network, nn.Module) and not list(network.children())[1:]:
             network = network.network  # an EndpointModule: the network inside
-        return Network(copy.deepcopy(network), label)
-    if isinstance(network, (str, Path)):
+        given = Network(copy.deepcopy(network), label)
+    elif isinstance(network, (str, Path)):
         loaded = load_network(network)
-        return Network(loaded.network, str(network), loaded.spec, loaded.task, loaded.path)
-    raise LandscapeError(f"{label} must be an nn.Module or a checkpoint path, got {type(network).__name__}")
+        given = Network(loaded.network, str(network), loaded.spec, loaded.task, loaded.path)
+    else:
+        raise LandscapeError(f"{label} must be an nn.Module or a checkpoint path, got {type(network).__name__}")
+    check_finite(given)
+    return given
+
+
+def check_finite(network: Network, shown: int = 3) -> None:
+    """Raise naming the first ``shown`` state entries holding NaN or inf, with how many and where the first is."""
+    found = []
+    for name, value in network.module.state_dict().items():
+        if torch.is_floating_point(value) and not bool(torch.isfinite(value).all()):
+            bad = ~torch.isfinite(value)
+            first = [int(i) for i in bad.nonzero()[0]]
+            found.append(f"{name} ({int(bad.sum())} of {value.numel()}, first at {first}: {value[tuple(first)].item()})")
+    if found:
+        more = f" and {len(found) - shown} more entries" if len(found) > shown else ""
+        raise LandscapeError(f"{network.label} has non-finite weights (NaN or inf) in {'; '.join(found[:shown])}{more}: "
+                             "a loss there means nothing; use a checkpoint from before training diverged")
 
 
 def as_data(data: Data | None, *networks: Network) -> LandscapeDataModule:

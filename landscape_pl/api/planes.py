@@ -12,6 +12,7 @@ import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +20,14 @@ import torch
 from torch import nn
 
 from landscape_pl.api.curves import CurveLike
-from landscape_pl.api.inputs import NetworkLike, as_data, as_network, task_of
+from landscape_pl.api.inputs import Network, NetworkLike, as_data, as_network, task_of
 from landscape_pl.api.result import Result
 from landscape_pl.data.loaders import Data, as_datamodule
 from landscape_pl.data.saved import resolve_data
 from landscape_pl.distributed import join_launched_group
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import write_json
-from landscape_pl.labels import distinct_labels, short
+from landscape_pl.labels import distinct_labels, short, unambiguous
 from landscape_pl.modules.curve import load_curve
 from landscape_pl.paths import Anchors, Row
 from landscape_pl.paths.anchors import StateDict
@@ -76,6 +77,15 @@ def curve_checkpoints(curve: Sequence[NetworkLike]) -> list[NetworkLike]:
                 raise LandscapeError(f"curve CSV {str(table)!r} needs a 'checkpoint' column; it has {reader.fieldnames}")
             return [(table.parent / row["checkpoint"]) for row in reader]
     return [Path(c) if isinstance(c, str) else c for c in curve]
+
+
+def anchor_labels(loaded: Sequence[Network]) -> list[str]:
+    """How the plane's errors name its networks: checkpoints by short names, by full paths where those
+    collide, and all by full paths when two of them are one network (one file, or identical weights)."""
+    weights = [dict(n.module.named_parameters()) for n in loaded]
+    same = any(a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a) for a, b in combinations(weights, 2))
+    files = iter(unambiguous([n.label for n in loaded if n.path is not None], full=same))
+    return [next(files) if n.path is not None else n.label for n in loaded]
 
 
 def project_curve(plane: Plane, networks: Sequence[NetworkLike]) -> list[dict]:
@@ -228,7 +238,7 @@ def plane(
         loaded = [as_network(n, f"θ{k + 1}") for k, n in enumerate(given_networks)]
         network, states = loaded[0].module, [n.module.state_dict() for n in loaded]
         paths = [n.label for n in loaded]
-        default_names, plane_labels = ["θ1", "θ2", "θ3"], [short(p) for p in paths]
+        default_names, plane_labels = ["θ1", "θ2", "θ3"], anchor_labels(loaded)
     parameter_names = [n for n, _ in network.named_parameters()]
     if center is None:
         names = list(labels or default_names)

@@ -29,6 +29,10 @@ class LandscapeDataModule(L.LightningDataModule):
 
     def __init__(self, batch_size: int = 128, eval_batch_size: int = 1000, data_seed: int = 0, num_workers: int = 0) -> None:
         super().__init__()
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise LandscapeError(f"data {name}={value!r}: a batch size is a positive number of examples; "
+                                     f"set data.init_args.{name} to 1 or more")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.data_seed = data_seed

@@ -61,10 +61,12 @@ def plane_through(states: Sequence[StateDict], labels: Sequence[str], geometry: 
     matrix = anchors.matrix.double()
     if geometry is not None:
         matrix = matrix[:, anchors.mask(geometry)]
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        if torch.equal(matrix[i], matrix[j]):
+            raise LandscapeError(f"{labels[i]} and {labels[j]} are the same network (identical weights): they and "
+                                 f"{labels[3 - i - j]} span no plane; choose three different networks")
     d2, d3 = matrix[1] - matrix[0], matrix[2] - matrix[0]
     a = float(d2.norm())
-    if a == 0.0:
-        raise LandscapeError(f"{labels[0]} and {labels[1]} are the same network: they and {labels[2]} span no plane")
     b = float(d2 @ d3) / a
     height = float((d3 - b * d2 / a).norm())
     if height <= COLLINEAR * max(a, float(d3.norm())):
