@@ -178,12 +178,18 @@ class LandscapeCLI(LightningCLI):
 
 def check_readable(last: Path) -> None:
     """A corrupt last.ckpt (say, a run killed while saving it) is refused before Lightning's traceback,
-    offering the newest epoch checkpoint beside it that still reads."""
+    offering the newest epoch checkpoint beside it that still reads. One refused for what it holds
+    (``trust``) keeps that error."""
     from landscape_pl.io import read_checkpoint
+    from landscape_pl.trust import UntrustedError
 
     def readable(path: Path) -> bool:
         try:
             read_checkpoint(path)
+        except UntrustedError:
+            if path == last:
+                raise
+            return False
         except LandscapeError:
             return False
         return True
@@ -197,7 +203,6 @@ def check_readable(last: Path) -> None:
         raise LandscapeError(f"{problem}, and no epoch=*.ckpt in {last.parent} reads either: train afresh without --ckpt_path")
     raise LandscapeError(f"{problem}; resume from the newest readable epoch checkpoint instead: --ckpt_path {epoch} "
                          "(or copy it over last.ckpt to go on in place)")
-
 
 def catalogue() -> str:
     """The models, data modules and modules a config can name, for every --help."""

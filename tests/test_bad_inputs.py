@@ -4,7 +4,7 @@ what to do, before any work or folder; and a profile summary claims nothing its 
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 import torch
@@ -147,6 +147,14 @@ def test_corrupt_last_checkpoint_and_nothing_else_readable(tmp_path, capsys):
                                "--ckpt_path=last", "--trainer.enable_progress_bar=false"])
     assert line == (f"error: --ckpt_path last: {checkpoints / 'last.ckpt'} cannot be read (corrupt or cut short), and no "
                     f"epoch=*.ckpt in {checkpoints} reads either: train afresh without --ckpt_path")
+
+
+def test_last_checkpoint_refused_for_what_it_holds_is_not_called_corrupt(tmp_path, capsys):
+    checkpoints = resumable_run(tmp_path, epoch_readable=True)
+    torch.save({"epoch": 0, "where": PurePosixPath("runs")}, checkpoints / "last.ckpt")  # an object, not plain data
+    line = error_line(capsys, ["fit", "--config", str(MLP_CONFIG), f"--trainer.default_root_dir={tmp_path}",
+                               "--ckpt_path=last", "--trainer.enable_progress_bar=false"])
+    assert str(checkpoints / "last.ckpt") in line and "PurePosixPath" in line and "corrupt or cut short" not in line
 
 
 def test_nonfinite_weights_are_named_before_evaluating(tmp_path, capsys):
