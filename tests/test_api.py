@@ -196,3 +196,11 @@ def test_fixups_run_at_every_point_after_the_point_is_written(digits_endpoints):
                             accelerator="cpu", progress=False)
     assert fixup.prepared == 1 and fixup.keys == [0.0, 0.5, 1.0]
     assert [r.loss for r in result.rows] == pytest.approx([math.log(10)] * 3, abs=1e-6)
+
+
+def test_save_onto_an_existing_file_says_so(digits_endpoints, tmp_path):
+    result = lp.interpolate(digits_endpoints.a, digits_endpoints.b, t=[0.0, 1.0], splits=["test"], accelerator="cpu", progress=False)
+    (tmp_path / "taken").write_text("mine")
+    with pytest.raises(LandscapeError, match="taken is an existing file"):
+        result.save(tmp_path / "taken")
+    assert (tmp_path / "taken").read_text() == "mine"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from landscape_pl.atomic import save_figure
 from landscape_pl.distributed import on_rank_zero
+from landscape_pl.errors import LandscapeError
 from landscape_pl.layout import claim
 
 if TYPE_CHECKING:
@@ -49,6 +50,9 @@ class Result(ABC):
         ``folder/tensorboard`` when asked), holding it (``layout.claim``) so that two saves never mix
         their files; returns the folder."""
         folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise LandscapeError(f"{folder} is an existing file, but save writes its files into a folder there: "
+                                 "give another folder, or move that file away")
 
         def write() -> None:
             with claim(folder):
