@@ -22,9 +22,10 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-import timing
 from landscape_pl.models import VGG16BN, TinyTen
 from landscape_pl.symmetry import align_activations, match_weights, permute, signature, spec_of
+
+import timing
 
 MEMORY_BATCH = 256
 
@@ -70,7 +71,7 @@ def inner_product(state_a: dict, state_b: dict, names: list[str]) -> float:
     return sum(float((state_a[n].double() * state_b[n].double()).sum()) for n in names)
 
 
-def timed(name: str, factory: type[nn.Module], images: int, batch: int, repeats: int, device: torch.device) -> tuple:
+def timed(name: str, factory: type[nn.Module], images: int, batch: int, repeats: int, device: torch.device) -> timing.Ratio:
     net_a, net_b = pair(factory, device)
     spec = spec_of(net_a)
     batches = list(Stream(images, batch, device))
@@ -98,7 +99,7 @@ def timed(name: str, factory: type[nn.Module], images: int, batch: int, repeats:
     return f"{name}: activation alignment / forward of both", timing.ratios(times, "align_activations", "forward of both (floor)"), 1.5
 
 
-def memory(counts: list[int], device: torch.device) -> tuple:
+def memory(counts: list[int], device: torch.device) -> timing.Ratio:
     print(f"peak memory of activation alignment, TinyTen pair, batches of {MEMORY_BATCH}, each count in a fresh process "
           f"({'CUDA allocated' if device.type == 'cuda' else 'RSS'}):")
     peaks = {images: timing.peak_memory(align_streamed, images, str(device), device=device) for images in counts}

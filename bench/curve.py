@@ -25,12 +25,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-import plain
-import timing
 from landscape_pl.api.curves import evaluate_curve
 from landscape_pl.io import save_network
-from landscape_pl.models import TinyTen, VGG16BN
+from landscape_pl.models import VGG16BN, TinyTen
 from landscape_pl.modules import CurveModule
+
+import plain
+import timing
 
 MODELS = {"tinyten": TinyTen, "vgg16bn": VGG16BN}
 DEFAULT_GROUPS = inspect.signature(CurveModule).parameters["t_groups"].default
@@ -44,7 +45,7 @@ def endpoints(model: str, folder: Path) -> list[str]:
     return paths
 
 
-def training(model: str, ends: list[str], args: argparse.Namespace, device: torch.device, root: Path) -> list:
+def training(model: str, ends: list[str], args: argparse.Namespace, device: torch.device, root: Path) -> list[timing.Ratio]:
     loader = DataLoader(plain.cifar_like(args.steps * args.batch), batch_size=args.batch)
 
     def fit(groups: int):
@@ -69,7 +70,7 @@ def training(model: str, ends: list[str], args: argparse.Namespace, device: torc
              1.05 if groups == DEFAULT_GROUPS else None) for groups, name in names.items()]
 
 
-def evaluation(model: str, ends: list[str], args: argparse.Namespace, device: torch.device) -> list:
+def evaluation(model: str, ends: list[str], args: argparse.Namespace, device: torch.device) -> list[timing.Ratio]:
     train = DataLoader(plain.cifar_like(args.bn_batches * args.batch, seed=1), batch_size=args.batch)
     test = DataLoader(plain.cifar_like(args.eval_batches * args.batch, seed=2), batch_size=args.batch)
     module = CurveModule(*ends)

@@ -21,14 +21,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-import plain
-import timing
 from landscape_pl.data import DigitsDataModule, PolynomialDataModule
 from landscape_pl.models import MLP
 from landscape_pl.modules.endpoint import reinitialize
-from landscape_pl.search import Budget, BeadString, Job, greedy
+from landscape_pl.search import BeadString, Budget, Job, greedy
 from landscape_pl.search.probe import Probe
 from landscape_pl.search.training import train_bead
+
+import plain
+import timing
 
 greedy_module = importlib.import_module("landscape_pl.search.greedy")
 
@@ -88,7 +89,7 @@ def mse(outputs: torch.Tensor, targets: torch.Tensor, reduction: str) -> torch.T
     return F.mse_loss(outputs.reshape(targets.shape), targets, reduction=reduction)
 
 
-def segment_cost(name: str, repeats: int) -> tuple:
+def segment_cost(name: str, repeats: int) -> timing.Ratio:
     """One segment evaluation against its floor, interleaved: POINTS x (θ written + one evaluation pass) in plain torch."""
     make_data, make_net, _, _ = CASES[name]
     data = make_data()

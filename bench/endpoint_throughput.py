@@ -17,9 +17,10 @@ import tempfile
 import torch
 from torch.utils.data import DataLoader
 
+from landscape_pl.modules import EndpointModule
+
 import plain
 import timing
-from landscape_pl.modules import EndpointModule
 
 NETWORK = {"class_path": "landscape_pl.models.TinyTen", "init_args": {}}
 

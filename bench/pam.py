@@ -21,12 +21,13 @@ from pathlib import Path
 import lightning as L
 import torch
 
-import plain
-import timing
 from landscape_pl.data.base import LandscapeDataModule
 from landscape_pl.io import save_network
 from landscape_pl.models import TinyTen
 from landscape_pl.modules import PAMModule
+
+import plain
+import timing
 
 
 class RandomImages(LandscapeDataModule):

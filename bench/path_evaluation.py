@@ -18,9 +18,10 @@ import torch
 from torch.utils.data import DataLoader
 
 import landscape_pl as lp
+from landscape_pl.models import TinyTen
+
 import plain
 import timing
-from landscape_pl.models import TinyTen
 
 POINTS = 31
 

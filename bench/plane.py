@@ -15,10 +15,11 @@ import argparse
 import torch
 from torch.utils.data import DataLoader
 
-import plain
-import timing
 from landscape_pl.api.planes import plane
 from landscape_pl.models import TinyTen
+
+import plain
+import timing
 
 
 def main() -> None:

@@ -4,7 +4,8 @@ The machine is shared, so only figures taken in one run are comparable: every va
 repeat, the order reversing each repeat (AB, BA, AB, ...), and a benchmark reports the median and the
 range (min-max) of the per-repeat ratios to its floor, next to its target (the most we accept) and a
 PASS/FAIL word. Peak memory is measured in a fresh process per call, so one call's peak cannot hide
-another's.
+another's. ``--clock cpu`` times this process's CPU time instead of wall time, for CPU runs while other
+processes share the cores.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import lightning as L
 import torch
 
 Variant = Callable[[], object]
+Ratio = tuple[str, Sequence[float], "float | None"]  # (name, per-repeat values, target: the most we accept; None: no target)
 _clock: Callable[[], float] = time.perf_counter  # --clock cpu: time.process_time
+CPU = torch.device("cpu")
 
 
 class Window(float):
@@ -33,7 +36,7 @@ class Window(float):
 
 
 def options(parser: argparse.ArgumentParser, repeats: int, device: bool = True) -> None:
-    """The options every benchmark shares: --repeats, --threads and (where it can run on a GPU) --device."""
+    """The options every benchmark shares: --repeats, --threads, --clock and (where it can run on a GPU) --device."""
     parser.add_argument("--repeats", type=int, default=repeats, help=f"timed repeats of every variant, interleaved (default {repeats})")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the steadiest on a shared machine)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
@@ -76,7 +79,7 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleave(variants: Mapping[str, Variant], repeats: int, device: torch.device = torch.device("cpu"),
+def interleave(variants: Mapping[str, Variant], repeats: int, device: torch.device = CPU,
                warm_up: bool = True) -> dict[str, list[float]]:
     """Seconds of every variant in every repeat, the order reversed each repeat so that no variant always
     runs first. ``warm_up`` first calls each variant once untimed (allocators, caches, cuDNN's choices)."""
@@ -113,17 +116,14 @@ def print_times(times: Mapping[str, Sequence[float]], per: float = 1.0, unit: st
           [[name, f"{statistics.median(v) * scale:.2f}", f"{min(v) * scale:.2f}-{max(v) * scale:.2f}"] for name, v in times.items()])
 
 
-def print_ratios(rows: Sequence[tuple[str, Sequence[float], float | None]]) -> bool:
-    """Print (name, per-repeat values, target) rows: median, range, target and PASS/FAIL (median <= target);
-    a target of None is a row shown for information. True when every target is met."""
-    met, lines = True, []
+def print_ratios(rows: Sequence[Ratio]) -> None:
+    """Print each ratio's median, range, target and PASS/FAIL (median <= target)."""
+    lines = []
     for name, values, target in rows:
         median = statistics.median(values)
         verdict = "" if target is None else "PASS" if median <= target else "FAIL"
-        met &= verdict != "FAIL"
         lines.append([name, f"{median:.3f}", f"{min(values):.3f}-{max(values):.3f}", "" if target is None else f"<= {target:g}", verdict])
     table(["ratio (per repeat)", "median", "range", "target", ""], lines)
-    return met
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def _measured(function: Callable, args: tuple, device: str, threads: int) -> tup
     return before, _status("VmHWM")
 
 
-def peak_memory(function: Callable, *args, device: torch.device = torch.device("cpu")) -> Memory:
+def peak_memory(function: Callable, *args, device: torch.device = CPU) -> Memory:
     """Peak memory of ``function(*args)`` run alone in a freshly spawned process (``function`` must be a
     module-level function: it is sent by name)."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:

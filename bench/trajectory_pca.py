@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import timing
 from landscape_pl.analysis.trajectory import trajectory_pca
 from landscape_pl.callbacks.trajectory import DATA, SnapshotStore
+
+import timing
 
 
 def pca(folder: str, chunk_bytes: int) -> None:
