@@ -8,10 +8,13 @@ packaged recipe by path or name (``--config alignment_digits``; ``python -m land
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import json
 import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from landscape_pl.console import quiet_lightning
 from landscape_pl.errors import LandscapeError, user_error
 from landscape_pl.fitting import CONFIG_FLAGS, LIGHTNING, LandscapeCLI, UnknownKeys, catalogue, config_files
 from landscape_pl.recipes import find_config
+from landscape_pl.trust import take_option
 
 __all__ = ["LandscapeCLI", "main"]
 # name -> "module:function"; imported only when called, so `--help` stays fast.
@@ -40,6 +44,7 @@ COMMANDS = {
     "align": ("landscape_pl.commands.align:align", "permute the end network's units to match the start's (activations or weights); report"),
     "study": ("landscape_pl.commands.study:study", "the alignment study: endpoints, alignment, 4 curve classes, tables (resumable)"),
     "signature": ("landscape_pl.commands.signature:signature", "correlation signature between a midpoint (linear, or a curve's) and each endpoint"),
+    "export": ("landscape_pl.commands.export:export", "write a network as weights.safetensors (spec and task in its metadata) to share it"),
     "recipes": ("landscape_pl.recipes:print_recipes", "list the packaged recipes (path, command, description); --config takes a path or a name"),
 }
 FILE_OUT = {"curve-point"}  # --out is the checkpoint written, not a folder
@@ -101,21 +106,58 @@ def check_configs(argv: Sequence[str]) -> None:
 
 
 def model_from_checkpoint(argv: list[str]) -> list[str]:
-    """``validate --ckpt_path X`` with no model config: take the model from X, which records its network."""
-    if argv[0] not in LIGHTNING[1:] or any(a.startswith(("--model", "--config", "-c")) for a in argv):
-        return argv
-    paths = [a.split("=", 1)[1] for a in argv if a.startswith("--ckpt_path=")]
-    paths += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--ckpt_path"]
-    if not paths:
-        return argv
-    from landscape_pl.io import read_checkpoint
+    """A Lightning subcommand's arguments, made safe for its ``--ckpt_path`` and completed by it.
 
-    hparams = dict(read_checkpoint(paths[0]).get("hyper_parameters") or {})
+    Lightning loads with ``weights_only=True`` (appended, so it wins); the checkpoint is read here first,
+    so a class it names outside the trusted set stops the command before Lightning or jsonargparse
+    import it; a ``.safetensors`` export becomes a temporary checkpoint for Lightning's loader; and
+    ``validate --ckpt_path X`` with no model config takes the model from X, which records its network.
+    """
+    if not argv or argv[0] not in LIGHTNING:
+        return argv
+    argv = [*argv, "--weights_only=true"]
+    found = ckpt_argument(argv)
+    if found is None or not Path(found[2]).is_file():
+        return argv
+    from landscape_pl.io import SAFETENSORS, read_checkpoint
+
+    index, before, path = found
+    checkpoint = read_checkpoint(path)
+    if Path(path).suffix == SAFETENSORS:
+        if argv[0] == "fit":
+            raise LandscapeError(f"--ckpt_path {path!r} holds a network's weights, not a run to resume; fit resumes from "
+                                 "a Lightning checkpoint (e.g. --ckpt_path last)")
+        argv[index] = before + str(lightning_copy(checkpoint))
+    if argv[0] == "fit" or any(a.startswith(("--model", "--config", "-c")) for a in argv):
+        return argv
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
     class_path = hparams.pop("_class_path", None)
     hparams.pop("_instantiator", None)
     if class_path is None:
         return argv
     return [*argv, "--model", json.dumps({"class_path": class_path, "init_args": hparams})]
+
+
+def ckpt_argument(argv: list[str]) -> tuple[int, str, str] | None:
+    """The last ``--ckpt_path`` in ``argv`` (the one Lightning uses): where its path is, the text before the
+    path in that argument (``--ckpt_path=`` or nothing) and the path."""
+    found = None
+    for i, arg in enumerate(argv):
+        if arg.startswith("--ckpt_path="):
+            found = (i, "--ckpt_path=", arg[len("--ckpt_path="):])
+        elif arg == "--ckpt_path" and i + 1 < len(argv):
+            found = (i + 1, "", argv[i + 1])
+    return found
+
+
+def lightning_copy(checkpoint: dict) -> Path:
+    """A checkpoint dict as a temporary ``.ckpt`` for Lightning's loader, removed when the process exits."""
+    import torch
+
+    folder = Path(tempfile.mkdtemp(prefix="landscape_pl_"))
+    atexit.register(shutil.rmtree, folder, True)
+    torch.save(checkpoint, folder / "weights.ckpt")
+    return folder / "weights.ckpt"
 
 
 def recipe_path(value: str) -> str:
@@ -141,6 +183,7 @@ def resolve_configs(argv: list[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        argv = take_option(argv)  # --trust PREFIX: trusted for this process (see landscape_pl.trust)
         argv = resolve_configs(argv)
         check_configs(argv)
         if not argv or argv[0] in ("-h", "--help"):

@@ -70,8 +70,9 @@ def unpickle(path: Path) -> dict:
             raise LandscapeError(f"checkpoint {str(path)!r} cannot be read ({err}); is it corrupt?") from None
         found = re.search(r"GLOBAL ([\w.]+)", str(err))
         raise UntrustedError(
-            f"checkpoint {str(path)!r} holds {found.group(1) if found else 'an object'}, which is not a tensor or plain "
-            "data and would run code on loading; refused (landscape_pl reads tensors and plain data only)"
+            f"checkpoint {str(path)!r} holds {found.group(1) if found else 'an object'}, which is not a tensor or plain data: "
+            "unpickling it would run code, so it was refused; if you trust the file, load it yourself "
+            "(torch.load(..., weights_only=False)) and save its network with lp.export or landscape_pl.io.save_network"
         ) from None
     except Exception as err:  # noqa: BLE001 - any other failure means the same thing to the user
         raise LandscapeError(f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}: {err}); is it corrupt?") from None
@@ -85,7 +86,7 @@ def read_safetensors(path: Path) -> dict:
     try:
         with safe_open(path, framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}
-            state = {name: handle.get_tensor(name) for name in handle.keys()}
+            state = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 - a safe_open handle, not a dict
     except (SafetensorError, OSError) as err:
         raise LandscapeError(f"checkpoint {str(path)!r} cannot be read as safetensors ({err}); is it corrupt?") from None
     try:

@@ -33,7 +33,7 @@ class SnapshotStore:
         if not index.is_file():
             raise LandscapeError(f"{str(self.folder)!r} holds no trajectory ({INDEX} is missing); record one with "
                                  "the TrajectoryRecorder callback")
-        meta = json.loads(index.read_text())
+        meta = read_index(index)
         self.names: list[str] = meta["names"]
         self.shapes: list[tuple[int, ...]] = [tuple(s) for s in meta["shapes"]]
         self.spec: dict | None = meta.get("spec")
@@ -80,8 +80,7 @@ class SnapshotStore:
             self._save_index()
 
     def _save_index(self) -> None:
-        meta = json.loads((self.folder / INDEX).read_text())
-        write_index(self.folder, meta | {"snapshots": self.snapshots})
+        write_index(self.folder, read_index(self.folder / INDEX) | {"snapshots": self.snapshots})
 
     def read(self, index: int) -> np.ndarray:
         """Snapshot ``index`` (negative counts from the end) as a float32 vector."""
@@ -100,6 +99,24 @@ class SnapshotStore:
                     raise LandscapeError(f"{self.folder / DATA} is shorter than its index says (snapshot {row}); "
                                          "the file was truncated or overwritten")
         return out
+
+
+def read_index(path: Path) -> dict:
+    """``trajectory.json`` as data of the form an index has, or an error naming the file. Its spec is
+    kept as data and never built here (``models.build`` checks a spec against the trusted set)."""
+    try:
+        meta = json.loads(path.read_text())
+        names, shapes, snapshots, spec = meta["names"], meta["shapes"], meta["snapshots"], meta.get("spec")
+        valid = (all(isinstance(n, str) for n in names) and len(shapes) == len(names)
+                 and all(isinstance(d, int) and d >= 0 for shape in shapes for d in shape)
+                 and all(isinstance(s["step"], int) and isinstance(s["epoch"], int) for s in snapshots)
+                 and (spec is None or isinstance(spec, dict)))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise LandscapeError(f"{path} cannot be read as a trajectory index ({type(err).__name__}: {err})") from None
+    if not valid:
+        raise LandscapeError(f"{path} is not a trajectory index: its names, shapes or snapshots are not of the form "
+                             "a TrajectoryRecorder writes")
+    return meta
 
 
 def write_index(folder: Path, meta: dict) -> None:

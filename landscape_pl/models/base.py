@@ -8,11 +8,12 @@ what produced it. Networks of this package record their own spec on construction
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
 
 from torch import nn
+
+from landscape_pl.trust import remember, resolve
 
 Spec = dict[str, Any]
 
@@ -30,27 +31,32 @@ class Architecture(nn.Module):
 
 
 def describe(network: nn.Module, given: Spec | None = None) -> Spec:
-    """The spec that rebuilds ``network``: its own record, else ``given`` (from a config)."""
+    """The spec that rebuilds ``network``: its own record, else ``given`` (from a config).
+
+    The class is running in this process, so the checkpoint this spec goes into can be read back here
+    without ``--trust`` (``trust.remember``): a user's network trained from their own config or code.
+    """
     spec = getattr(network, "_spec", None) or given
     if spec is None:
         raise ValueError(
             f"cannot describe {type(network).__name__} as a spec: build it from a config "
             "(class_path + init_args) or subclass landscape_pl.models.Architecture"
         )
+    remember(spec["class_path"], type(network))
     return {"class_path": spec["class_path"], "init_args": dict(spec.get("init_args") or {})}
 
 
-def build(spec: Spec) -> nn.Module:
-    """Instantiate a network from ``{"class_path", "init_args"}``; the error names the bad key."""
+def build(spec: Spec, source: object = "network spec") -> nn.Module:
+    """Instantiate a network from ``{"class_path", "init_args"}``; the error names the bad key.
+
+    Every class (nested specs included) must be an ``nn.Module`` inside the trusted set (``trust``)
+    before it is imported or called; ``source`` (the file the spec came from) heads the error.
+    """
     if not isinstance(spec, dict) or "class_path" not in spec:
         raise ValueError(f"a network spec needs a 'class_path' key, got {spec!r}")
-    module_name, _, class_name = spec["class_path"].rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ValueError(f"network class_path {spec['class_path']!r} cannot be imported: {err}") from err
+    cls = resolve(spec["class_path"], nn.Module, source)
     init_args = dict(spec.get("init_args") or {})
     for key, value in init_args.items():
         if isinstance(value, dict) and "class_path" in value:
-            init_args[key] = build(value)
+            init_args[key] = build(value, source)
     return cls(**init_args)

@@ -239,12 +239,15 @@ def curve_rows(path: str) -> torch.Tensor:
 
 def load_curve(path: str) -> L.LightningModule:
     """A trained CurveModule or PAMModule from its checkpoint (its endpoint files must still be where
-    training found them); both offer ``evaluation_path()``, ``task``, ``spec`` and ``slots``."""
+    training found them); both offer ``evaluation_path()``, ``task``, ``spec`` and ``slots``.
+
+    ``read_checkpoint`` vets the file first (plain data, trusted classes); Lightning then reads it with
+    ``weights_only=True`` too."""
     checkpoint = read_checkpoint(path)
     if is_curve(checkpoint):
-        return CurveModule.load_from_checkpoint(path, map_location="cpu")
+        return CurveModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     if "pam_history" in checkpoint:
         from landscape_pl.modules.pam import PAMModule
 
-        return PAMModule.load_from_checkpoint(path, map_location="cpu")
+        return PAMModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     raise LandscapeError(f"{path!r} is not a curve checkpoint (written by fit with {CURVE_CLASS} or PAMModule)")

@@ -19,13 +19,14 @@ from landscape_pl.api.trajectories import TrajectoryResult, trajectory_pca
 from landscape_pl.callbacks.trajectory import INDEX
 from landscape_pl.errors import LandscapeError
 from landscape_pl.fitting import fit_run
+from landscape_pl.io import read_checkpoint
 from landscape_pl.layout import config_of
 from landscape_pl.recipes import find_config
 
 
 def clone_start(base: Path, target: Path) -> Path:
     """The base run's last checkpoint without its data-order state, so the clone shuffles by its own seed."""
-    checkpoint = torch.load(base, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(base)
     config = config_of(base)
     data_class = (yaml.safe_load(config.read_text()) or {}).get("data", {}).get("class_path", "") if config else ""
     checkpoint.pop(data_class.rpartition(".")[2], None)
