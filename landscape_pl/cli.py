@@ -108,19 +108,22 @@ def check_configs(argv: Sequence[str]) -> None:
 def model_from_checkpoint(argv: list[str]) -> list[str]:
     """A Lightning subcommand's arguments, made safe for its ``--ckpt_path`` and completed by it.
 
-    Lightning loads with ``weights_only=True`` (appended, so it wins); the checkpoint is read here first,
-    so a class it names outside the trusted set stops the command before Lightning or jsonargparse
-    import it; a ``.safetensors`` export becomes a temporary checkpoint for Lightning's loader; and
-    ``validate --ckpt_path X`` with no model config takes the model from X, which records its network.
+    Lightning loads with ``weights_only=True`` (appended, so it wins); the checkpoint (and any a
+    ``--config`` file names) is read here first, so a class it names outside the trusted set stops the
+    command before Lightning or jsonargparse import it; a ``.safetensors`` export becomes a temporary
+    checkpoint for Lightning's loader; and ``validate --ckpt_path X`` with no model config takes the
+    model from X, which records its network.
     """
     if not argv or argv[0] not in LIGHTNING:
         return argv
+    from landscape_pl.io import SAFETENSORS, read_checkpoint
+
     argv = [*argv, "--weights_only=true"]
+    for path in configured_checkpoints(argv):
+        read_checkpoint(path)
     found = ckpt_argument(argv)
     if found is None or not Path(found[2]).is_file():
         return argv
-    from landscape_pl.io import SAFETENSORS, read_checkpoint
-
     index, before, path = found
     checkpoint = read_checkpoint(path)
     if Path(path).suffix == SAFETENSORS:
@@ -148,6 +151,20 @@ def ckpt_argument(argv: list[str]) -> tuple[int, str, str] | None:
         elif arg == "--ckpt_path" and i + 1 < len(argv):
             found = (i + 1, "", argv[i + 1])
     return found
+
+
+def configured_checkpoints(argv: list[str]) -> list[str]:
+    """The checkpoint files the ``--config`` files in ``argv`` name as ``ckpt_path``: Lightning reads those too."""
+    named = []
+    for config in config_files(argv):
+        try:
+            values = yaml.safe_load(config.read_text())
+        except yaml.YAMLError:
+            continue  # jsonargparse names the syntax error and its line
+        path = values.get("ckpt_path") if isinstance(values, dict) else None
+        if isinstance(path, str) and Path(path).is_file():
+            named.append(path)
+    return named
 
 
 def lightning_copy(checkpoint: dict) -> Path:

@@ -168,6 +168,18 @@ def test_a_lightning_module_class_path_is_checked_before_it_is_imported(importin
     assert str(path) in err and f"'{name}.Module'" in err and f"--trust {name}" in err
 
 
+def test_a_checkpoint_a_config_file_names_is_checked_too(importing_module, tmp_path, capsys):
+    """``ckpt_path`` in a --config file reaches Lightning's hyper-parameter parsing as --ckpt_path does."""
+    name, marker = importing_module
+    path = mlp_checkpoint(tmp_path / "module.ckpt", _class_path=f"{name}.Module")
+    config = tmp_path / "validate.yaml"
+    config.write_text(f"ckpt_path: {path}\nmodel:\n  class_path: landscape_pl.EndpointModule\n  init_args:\n"
+                      "    network: {class_path: landscape_pl.models.MLP, init_args: {widths: [16]}}\n")
+    err = refused(["validate", "--config", str(config), *DIGITS, *QUIET], capsys)
+    assert never_appears(marker) and name not in sys.modules
+    assert str(path) in err and f"'{name}.Module'" in err
+
+
 def test_a_callable_hyperparameter_is_not_read_as_an_import_path(importing_module, tmp_path, capsys):
     """jsonargparse reads a string given for a callable-typed argument (the optimizer) as an import path."""
     name, marker = importing_module
