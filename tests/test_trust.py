@@ -104,15 +104,16 @@ def test_a_pickled_payload_never_runs(pickled_attack, command, tmp_path, capsys)
     assert str(path) in err and "posix.system" in err and "refused" in err
 
 
-POPEN = {"class_path": "subprocess.Popen", "init_args": {"args": "touch {marker}", "shell": True}}
+def popen(marker: Path) -> dict:
+    """The issue's network spec: subprocess.Popen running a shell command (here, touching ``marker``)."""
+    return {"class_path": "subprocess.Popen", "init_args": {"args": f"touch {marker}", "shell": True}}
 
 
 @pytest.fixture
 def spec_attack(tmp_path) -> tuple[Path, Path]:
     """A checkpoint of plain tensors and dicts whose network spec is subprocess.Popen running ``touch marker``."""
     marker = tmp_path / "spec_ran"
-    network = {"class_path": POPEN["class_path"], "init_args": {"args": f"touch {marker}", "shell": True}}
-    return mlp_checkpoint(tmp_path / "popen.ckpt", network=network), marker
+    return mlp_checkpoint(tmp_path / "popen.ckpt", network=popen(marker)), marker
 
 
 @pytest.mark.parametrize("command", ["interpolate", "validate"])
@@ -139,8 +140,7 @@ def test_a_string_index_spec_is_checked_when_connect_resumes(tmp_path, capsys):
     for i, end in enumerate((a, b)):
         (folder / f"beads/bead_{i:04d}.ckpt").write_bytes(end.read_bytes())
         beads.append({"id": i, "file": f"beads/bead_{i:04d}.ckpt", "loss": 1.0, "depth": 0, "steps": 0})
-    spec = {"class_path": POPEN["class_path"], "init_args": {"args": f"touch {marker}", "shell": True}}
-    index = {"settings": settings, "spec": spec, "task": "classification", "beads": beads, "segments": {},
+    index = {"settings": settings, "spec": popen(marker), "task": "classification", "beads": beads, "segments": {},
              "progress": {"steps": 0, "rounds": 0}}
     (folder / "string.json").write_text(json.dumps(index))
     err = refused(["connect", "--threshold", "5.0", "--start", str(a), "--end", str(b), *DIGITS, "--out", str(folder),
