@@ -243,7 +243,8 @@ def fit_run(config: str | Path, root: str | Path, *overrides: str) -> Path:
         if resume:  # the checkpoint folder is in use on purpose: the run goes on in place
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         run_cli(["fit", "--config", str(config), f"--trainer.default_root_dir={root}",
-                 f"--trainer.enable_progress_bar={progress}", "--trainer.enable_model_summary=false", *overrides, *resume])
+                 f"--trainer.enable_progress_bar={progress}", "--trainer.enable_model_summary=false", "--weights_only=true",
+                 *overrides, *resume])
     last = Run(root).last
     if not last.is_file():
         raise LandscapeError(f"fit of {config} wrote no last.ckpt under {root}: add a ModelCheckpoint with save_last: true")

@@ -5,6 +5,7 @@
 
 from landscape_pl.api.alignment import AlignmentResult, SignatureResult, align, correlation_signatures
 from landscape_pl.api.curves import EnsembleResult, curve_ensembles, curve_point, evaluate_curve
+from landscape_pl.api.export import export
 from landscape_pl.api.lines import PathResult, interpolate
 from landscape_pl.api.mli import MLIResult, mli
 from landscape_pl.api.planes import PlaneResult, plane
@@ -14,6 +15,6 @@ from landscape_pl.api.trajectories import TrajectoryResult, trajectory_pca
 
 __all__ = [
     "AlignmentResult", "EnsembleResult", "MLIResult", "PathResult", "PlaneResult", "Result", "SignatureResult", "StringResult",
-    "TrajectoryResult", "align", "connect", "correlation_signatures", "curve_ensembles", "curve_point", "evaluate_curve",
+    "TrajectoryResult", "align", "connect", "correlation_signatures", "curve_ensembles", "curve_point", "evaluate_curve", "export",
     "interpolate", "mli", "plane", "trajectory_pca",
 ]

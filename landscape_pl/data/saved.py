@@ -9,6 +9,7 @@ import yaml
 from landscape_pl.data.base import LandscapeDataModule
 from landscape_pl.errors import LandscapeError
 from landscape_pl.layout import config_of
+from landscape_pl.trust import check
 
 
 def resolve_data(data: LandscapeDataModule | None, checkpoint: str | Path) -> LandscapeDataModule:
@@ -24,6 +25,7 @@ def resolve_data(data: LandscapeDataModule | None, checkpoint: str | Path) -> La
     section = (yaml.safe_load(config.read_text()) or {}).get("data")
     if not section:
         raise LandscapeError(f"{config} has no 'data' section; pass --data")
+    check(section.get("class_path") if isinstance(section, dict) else section, config, defaults=("landscape_pl.data",))
     return instantiate_data(section)
 
 

@@ -24,6 +24,7 @@ from landscape_pl.errors import LandscapeError
 from landscape_pl.io import check_spec, load_network, save_network
 from landscape_pl.layout import component
 from landscape_pl.models.base import Spec
+from landscape_pl.trust import UntrustedError
 
 INDEX = "string.json"
 
@@ -141,7 +142,9 @@ class BeadString:
             path = self.path(bead)
             try:
                 load_network(path)
-            except LandscapeError as err:  # missing, damaged or refused: nothing of it is used
+            except UntrustedError:  # a planted bead is an attack to report, not damage to repair
+                raise
+            except LandscapeError as err:  # missing or damaged: nothing of it is used
                 if index in (0, len(self.beads) - 1):
                     raise LandscapeError(f"{err}; it is an end of the string in {self.directory}, which is made from "
                                          "its ends: remove the folder (or pick another --out) and connect again") from None
