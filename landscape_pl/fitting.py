@@ -15,11 +15,15 @@ import warnings
 from collections.abc import Sequence
 from importlib import import_module
 from pathlib import Path
+from typing import Any
 
+import torch
 import yaml
 from jsonargparse import ArgumentParser
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+from landscape_pl.atomic import replacing
 from landscape_pl.console import quiet_lightning
 from landscape_pl.errors import LandscapeError
 from landscape_pl.layout import LAST, LOGS, Run, resumable
@@ -140,6 +144,18 @@ def config_holding(key: Sequence[str], args: Sequence[str]) -> Path | None:
     return next((config for config in reversed(config_files(args)) if holds(yaml.safe_load(config.read_text()), key)), None)
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, but whole or not at all: the file is written next to its target and
+    renamed into place (``atomic.replacing``). Lightning's own ``_atomic_save`` goes through the system's
+    temporary folder, which is a copy, not a rename, when that folder is on another file system."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        with replacing(path, "wb") as handle:
+            torch.save(checkpoint, handle)
+
+
 class LandscapeCLI(LightningCLI):
     """LightningCLI with the project's defaults: any LightningModule/DataModule chosen by class_path."""
 
@@ -158,10 +174,15 @@ class LandscapeCLI(LightningCLI):
         )
 
     def before_fit(self) -> None:
-        """``--ckpt_path last`` continues the latest run in place: same log version, same checkpoint folder.
+        """Checkpoints are written atomically unless the config chose its own CheckpointIO.
+
+        ``--ckpt_path last`` continues the latest run in place: same log version, same checkpoint folder.
 
         Lightning alone would open a new ``version_N`` whose checkpoint folder is empty and train from scratch.
         """
+        strategy = self.trainer.strategy
+        if type(strategy.checkpoint_io) is TorchCheckpointIO:
+            strategy.checkpoint_io = AtomicCheckpointIO()
         if self.config_init[self.subcommand].get("ckpt_path") != "last":
             return
         from lightning.pytorch.loggers import TensorBoardLogger

@@ -332,3 +332,25 @@ def test_ranks_launched_beside_rank_zero_leave_the_claim_to_it(tmp_path: Path, m
                     pass
     finally:
         other.communicate("")
+
+
+def test_lightning_checkpoints_are_written_whole_or_not_at_all(tmp_path: Path, monkeypatch) -> None:
+    """A fit writes last.ckpt and init.ckpt through AtomicCheckpointIO; a save that fails midway leaves
+    the previous last.ckpt as it was and no temporary file behind."""
+    from landscape_pl import fitting
+
+    config = ROOT / "configs" / "digits" / "mlp.yaml"
+    options = ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", "--trainer.max_epochs=1"]
+    last = fitting.fit_run(config, tmp_path / "run", *options)
+    before = last.read_bytes()
+    assert torch.load(last, weights_only=True)["global_step"] == 2 and (last.parent / "init.ckpt").is_file()
+
+    def broken(checkpoint, handle):  # half a file, then the disk is full
+        handle.write(b"half a checkpoint")
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(fitting.torch, "save", broken)
+    with pytest.raises(OSError, match="no space left"):
+        fitting.fit_run(config, tmp_path / "run", *options[:2], "--trainer.max_epochs=2")
+    assert last.read_bytes() == before
+    assert not [p for p in last.parent.iterdir() if p.name.endswith(".tmp")]
