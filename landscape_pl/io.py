@@ -66,11 +66,11 @@ def unpickle(path: Path) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "Weights only load failed" not in str(err):
-            raise LandscapeError(f"checkpoint {str(path)!r} cannot be read ({err}); is it corrupt?") from None
         found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if "Weights only load failed" not in str(err) or found is None:  # damaged bytes, not a refused object
+            raise LandscapeError(f"checkpoint {str(path)!r} cannot be read ({str(err).splitlines()[0]}); is it corrupt?") from None
         raise UntrustedError(
-            f"checkpoint {str(path)!r} holds {found.group(1) if found else 'an object'}, which is not a tensor or plain data: "
+            f"checkpoint {str(path)!r} holds {found.group(1)}, which is not a tensor or plain data: "
             "unpickling it would run code, so it was refused; if you trust the file, load it yourself "
             "(torch.load(..., weights_only=False)) and save its network with lp.export or landscape_pl.io.save_network"
         ) from None
