@@ -7,7 +7,8 @@ corresponding units (mean over groups) before / after activation alignment, and 
 the parameters before (identity) / after weight matching. Peak memory: activation alignment of a
 TinyTen pair on --memory-images random images made batch by batch (as a loader streams them), each
 count in a fresh process; target: flat (memory the call adds at the largest count / at the smallest
-<= 1.1), where the research code's NeuronAlignment grows 1.17 -> 4.94 GB from 2,048 to 8,192 images.
+<= 1.25: runs differ by about ±40 MB of allocator jitter on ~250 MB, while keeping anything per image
+would grow 16x), where the research code's NeuronAlignment grows 1.17 -> 4.94 GB from 2,048 to 8,192 images.
 
     python bench/alignment.py [--repeats 3] [--tiny-images 2048] [--vgg-images 256] [--memory-images 512 2048 8192] [--device cuda]
 """
@@ -106,7 +107,7 @@ def memory(counts: list[int], device: torch.device) -> timing.Ratio:
     timing.table(["images", "peak", "added by the call"],
                  [[str(n), timing.megabytes(m.peak), timing.megabytes(m.added)] for n, m in peaks.items()])
     largest, smallest = peaks[max(counts)].added, peaks[min(counts)].added
-    return f"memory added, {max(counts)} / {min(counts)} images", [largest / smallest], 1.1
+    return f"memory added, {max(counts)} / {min(counts)} images", [largest / smallest], 1.25
 
 
 def main() -> None:
