@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from landscape_pl.atomic import write_text
 from landscape_pl.errors import LandscapeError
 
 DATA, INDEX = "snapshots.f32", "trajectory.json"
@@ -121,9 +122,7 @@ def read_index(path: Path) -> dict:
 
 def write_index(folder: Path, meta: dict) -> None:
     """Replace the index atomically, so a reader never sees half of it."""
-    tmp = folder / (INDEX + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, folder / INDEX)
+    write_text(folder / INDEX, json.dumps(meta, indent=1))
 
 
 def parameters_of(network: nn.Module) -> tuple[list[str], list[tuple[int, ...]], torch.Tensor]:

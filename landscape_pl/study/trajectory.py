@@ -16,11 +16,12 @@ import torch
 import yaml
 
 from landscape_pl.api.trajectories import TrajectoryResult, trajectory_pca
+from landscape_pl.atomic import copy_file, replacing
 from landscape_pl.callbacks.trajectory import INDEX
 from landscape_pl.errors import LandscapeError
 from landscape_pl.fitting import fit_run
 from landscape_pl.io import read_checkpoint
-from landscape_pl.layout import config_of
+from landscape_pl.layout import claim, config_of, init_beside
 from landscape_pl.recipes import find_config
 
 
@@ -31,8 +32,8 @@ def clone_start(base: Path, target: Path) -> Path:
     data_class = (yaml.safe_load(config.read_text()) or {}).get("data", {}).get("class_path", "") if config else ""
     checkpoint.pop(data_class.rpartition(".")[2], None)
     checkpoint.get("callbacks", {}).pop(next((k for k in checkpoint.get("callbacks", {}) if "TrajectoryRecorder" in k), ""), None)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint, target)
+    with replacing(target, "wb") as handle:
+        torch.save(checkpoint, handle)
     return target
 
 
@@ -70,20 +71,21 @@ def trajectory_experiment(
         return fit_run(config_path, root / name, f"--trainer.max_epochs={n_epochs}", f"--model.init_args.init_seed={init_seed}",
                        f"--data.init_args.data_seed={data_seed}", "--trainer.callbacks+=" + json.dumps(recorder), *extra)
 
-    if experiment == "clone":
-        base = run("base", seed, seed, clone_epochs)
-        for r in range(runs):
-            folder = root / f"clone{r}"
-            if not (folder / "trajectory" / INDEX).is_file():
-                shutil.copytree(root / "base" / "trajectory", folder / "trajectory")
-            start = clone_start(base, folder / "start.ckpt")
-            last = run(f"clone{r}", seed, seed + 1 + r, epochs, f"--ckpt_path={start}")
-            if not (last.parent / "init.ckpt").is_file():  # a clone's initialization is the base run's
-                shutil.copyfile(base.parent / "init.ckpt", last.parent / "init.ckpt")
-            trajectories.append(str(folder / "trajectory"))
-    else:
-        for r in range(runs):
-            name = f"run{r}"
-            run(name, seed + r if experiment == "inits" else seed, seed + r, epochs)
-            trajectories.append(str(root / name / "trajectory"))
+    with claim(root):  # one experiment at a time in a folder
+        if experiment == "clone":
+            base = run("base", seed, seed, clone_epochs)
+            for r in range(runs):
+                folder = root / f"clone{r}"
+                if not (folder / "trajectory" / INDEX).is_file():
+                    shutil.copytree(root / "base" / "trajectory", folder / "trajectory")
+                start = clone_start(base, folder / "start.ckpt")
+                last = run(f"clone{r}", seed, seed + 1 + r, epochs, f"--ckpt_path={start}")
+                if not (last.parent / "init.ckpt").is_file():  # a clone's initialization is the base run's
+                    copy_file(init_beside(base), init_beside(last))
+                trajectories.append(str(folder / "trajectory"))
+        else:
+            for r in range(runs):
+                name = f"run{r}"
+                run(name, seed + r if experiment == "inits" else seed, seed + r, epochs)
+                trajectories.append(str(root / name / "trajectory"))
     return trajectory_pca(trajectories, components=components, progress=progress)
