@@ -10,8 +10,8 @@ optimizer, gradient accumulation and DDP's all-reduce work as for any module.
 Per-sample t: the batch is split into ``t_groups`` groups, each with its own t and its own
 BatchNorm batch statistics (a group is an ordinary small batch of the network at its t). The
 default 2 keeps BatchNorm's statistics over 32-64 examples at common batch sizes and costs nothing
-measurable next to one t per batch (TinyTen, batch 128, CPU: 0.99x; 4 groups of 32 cost 1.17x,
-because small convolutions run less efficiently; bench/curve.py). ``t_groups=1`` is the classic one t per
+next to a plain PyTorch training step of the same network (TinyTen, batch 128, one CPU thread, through
+Trainer.fit: 0.87x the plain loop; one t per batch 1.13x; bench/curve.py). ``t_groups=1`` is the classic one t per
 batch; ``t_groups=-1`` draws one t per example and runs all examples in one ``torch.func.vmap`` of
 ``functional_call`` over per-example parameters (BatchNorm then normalizes each example alone).
 """
