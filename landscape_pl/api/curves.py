@@ -4,6 +4,7 @@ ensembles of networks along the curve next to independently trained ones (sectio
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -110,8 +111,6 @@ def point_of(given: Curve, t: float, bn_batches: int | None, accelerator: str) -
 def curve_point(curve: CurveLike, t: float, data: Data | None = None, bn_batches: int | None = None,
                 accelerator: str = "auto") -> nn.Module:
     """A new network at ``t`` of the curve, BatchNorm statistics recomputed: an ordinary nn.Module."""
-    import copy
-
     given = as_curve(curve, data, accelerator)
     return copy.deepcopy(point_of(given, t, bn_batches, accelerator))
 

@@ -21,6 +21,7 @@ from landscape_pl.data.saved import resolve_data
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network
 from landscape_pl.models.base import Spec
+from landscape_pl.modules.endpoint import EndpointModule
 
 NetworkLike = Union[nn.Module, str, Path]
 
@@ -42,8 +43,8 @@ def as_network(network: NetworkLike, label: str) -> Network:
     A network with NaN or inf in its weights is refused here, before any evaluation spends time on it.
     """
     if isinstance(network, nn.Module):
-        if hasattr(network, "network") and isinstance(network.network, nn.Module) and not list(network.children())[1:]:
-            network = network.network  # an EndpointModule: the network inside
+        if isinstance(network, EndpointModule):
+            network = network.network  # the network inside, not the training wrapper
         given = Network(copy.deepcopy(network), label)
     elif isinstance(network, (str, Path)):
         loaded = load_network(network)

@@ -183,8 +183,8 @@ def run_ends(runs: Sequence[RunLike]) -> tuple[list[tuple[NetworkLike, NetworkLi
             raise LandscapeError(f"{final} has no init.ckpt beside it; MLI starts at the run's saved initialization")
         ends.append((str(init_beside(final)), str(final)))
         named.append(final)
-    labels = distinct_labels(named) if named else []
-    labels = [labels.pop(0) if not isinstance(run, tuple) else f"run{k}" for k, run in enumerate(runs)]
+    short = iter(distinct_labels(named) if named else [])
+    labels = [f"run{k}" if isinstance(run, tuple) else next(short) for k, run in enumerate(runs)]
     sources = [end if isinstance(end, str) else f"run{k} (in memory)" for k, (_, end) in enumerate(ends)]
     return ends, labels, sources
 

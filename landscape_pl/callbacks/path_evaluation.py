@@ -24,6 +24,7 @@ from torch import nn
 
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network, read_checkpoint
+from landscape_pl.layout import INIT
 from landscape_pl.paths import Path, line
 from landscape_pl.paths.grid import t_grid
 from landscape_pl.paths.settings import EvalSettings
@@ -103,7 +104,7 @@ class PathEvaluation(L.Callback):
         if trainer.ckpt_path:  # resumed: the weights now are the checkpoint's, the initialization is on disk
             from landscape_pl.modules.endpoint import checkpoint_dir
 
-            init = checkpoint_dir(trainer) / "init.ckpt"
+            init = checkpoint_dir(trainer) / INIT
             state = read_checkpoint(init)["state_dict"]
             return {k[len("network."):]: v for k, v in state.items() if k.startswith("network.")}
         return {k: v.detach().clone() for k, v in pl_module.network.state_dict().items()}

@@ -112,9 +112,10 @@ class NetworkSlots:
 
         Half the memory traffic of building θ and then copying it (VGG16-BN: 93 -> 45 ms).
         """
+        terms = [(row, w) for row, w in zip(rows, weights) if w != 0] or [(rows[0], 0.0)]  # slice only what is summed
         offset = 0
         for tensor, size in zip(self.tensors, self.sizes):
-            weighted_sum([row[offset : offset + size] for row in rows], weights, out=tensor.view(-1))
+            weighted_sum([row[offset : offset + size] for row, _ in terms], [w for _, w in terms], out=tensor.view(-1))
             offset += size
 
     @torch.no_grad()

@@ -80,7 +80,7 @@ def trajectory_experiment(
                     shutil.copytree(root / "base" / "trajectory", folder / "trajectory")
                 start = clone_start(base, folder / "start.ckpt")
                 last = run(f"clone{r}", seed, seed + 1 + r, epochs, f"--ckpt_path={start}")
-                if not (last.parent / "init.ckpt").is_file():  # a clone's initialization is the base run's
+                if not init_beside(last).is_file():  # a clone's initialization is the base run's
                     copy_file(init_beside(base), init_beside(last))
                 trajectories.append(str(folder / "trajectory"))
         else:
