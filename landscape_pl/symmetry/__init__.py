@@ -1,6 +1,7 @@
 """Weight-space permutation symmetry: specs, applying permutations (hard or soft), and alignment.
 
-- ``spec_of(network)``: the network's ``PermutationSpec`` (declared, registered, or derived).
+- ``spec_of(network)``: the network's ``PermutationSpec`` (declared, registered, or derived from its
+  traced graph), checked by permuting a copy; ``check_spec`` runs that check alone.
 - ``permute(state, spec, perms)``: a permuted state dict; a permutation is an index vector or a
   dense (soft) matrix, differentiable in the latter (what PAM relaxes).
 - ``align_activations`` (algorithm 1 of the alignment paper), ``match_weights`` (Git Re-Basin),
@@ -20,6 +21,7 @@ from landscape_pl.symmetry.apply import (
     random_permutations,
     to_lists,
 )
+from landscape_pl.symmetry.check import check_spec
 from landscape_pl.symmetry.correlation import correlation_signature, linear_midpoint, mean_correlation, signature
 from landscape_pl.symmetry.derive import register, spec_of
 from landscape_pl.symmetry.pair import check_pair, find_permutation
@@ -28,7 +30,7 @@ from landscape_pl.symmetry.weight_matching import match_weights
 
 __all__ = [
     "Axis", "Correlation", "Group", "PermutationSpec", "Probe", "align_activations", "as_matrix", "assign",
-    "check_pair", "correlation_signature", "cross_correlations", "find_permutation", "from_lists", "identity",
+    "check_pair", "check_spec", "correlation_signature", "cross_correlations", "find_permutation", "from_lists", "identity",
     "inverse", "linear_midpoint", "match_weights", "mean_correlation", "permute", "permute_axis",
     "permute_network", "random_permutations", "register", "signature", "spec_of", "to_lists",
 ]

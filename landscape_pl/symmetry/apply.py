@@ -26,6 +26,12 @@ Permutations = Mapping[str, torch.Tensor]
 def permute_axis(value: torch.Tensor, axis: Axis, p: torch.Tensor) -> torch.Tensor:
     """``value`` with the units on ``axis.dim`` reordered by an index vector or mixed by a matrix."""
     n = p.shape[0]
+    span = axis.span(n)
+    if span.start > 0 or span.stop < value.shape[axis.dim]:  # a slice: permute it, keep the rest
+        inside = permute_axis(value.narrow(axis.dim, span.start, span.stop - span.start), Axis(axis.entry, axis.dim, axis.block), p)
+        before = value.narrow(axis.dim, 0, span.start)
+        after = value.narrow(axis.dim, span.stop, value.shape[axis.dim] - span.stop)
+        return torch.cat([before, inside, after], axis.dim)
     moved = value.movedim(axis.dim, 0)
     units = moved.reshape(n, -1)
     if p.dim() == 1:

@@ -28,20 +28,32 @@ class Axis:
     """Axis ``dim`` of state entry ``entry`` indexes the group's units, ``block`` entries per unit.
 
     ``block`` > 1 is a flattened conv feature map feeding a linear layer: unit c owns the
-    ``block`` = H*W consecutive columns c*H*W ... (c+1)*H*W - 1.
+    ``block`` = H*W consecutive columns c*H*W ... (c+1)*H*W - 1 (or one attention head's rows).
+    ``offset`` > 0 when the units are a slice of the axis, starting there: a BatchNorm after a
+    concatenation (DenseNet), the query/key/value rows of an attention block's stacked projection.
     """
 
     entry: str
     dim: int
     block: int = 1
+    offset: int = 0
+
+    def span(self, size: int) -> slice:
+        """The entries along ``dim`` that ``size`` units own."""
+        return slice(self.offset, self.offset + size * self.block)
 
 
 @dataclass(frozen=True)
 class Probe:
-    """Where a group's activations are read: the output of ``module`` (or its input, ``input=True``)."""
+    """Where a group's activations are read: the output of ``module`` (or its input, ``input=True``).
+
+    ``dim`` is the tensor's unit axis: 1 for (batch, units, positions...), the last one for a
+    transformer's (batch, tokens, units).
+    """
 
     module: str
     input: bool = False
+    dim: int = 1
 
 
 @dataclass(frozen=True)
@@ -87,14 +99,14 @@ class PermutationSpec:
         return table
 
     def check(self, state: Mapping[str, torch.Tensor], label: str = "network") -> None:
-        """Every axis names an entry of ``state`` whose size is ``group.size * block``; errors name the axis."""
+        """Every axis names an entry of ``state`` with room for ``group.size * block`` from ``offset``; errors name the axis."""
         for group in self.groups:
             for axis in group.axes:
                 if axis.entry not in state:
                     raise LandscapeError(f"permutation group {group.name!r}: {label} has no entry {axis.entry!r}")
                 shape = tuple(state[axis.entry].shape)
-                if axis.dim >= len(shape) or shape[axis.dim] != group.size * axis.block:
+                if axis.dim >= len(shape) or axis.span(group.size).stop > shape[axis.dim]:
                     raise LandscapeError(
-                        f"permutation group {group.name!r} ({group.size} units x {axis.block}) does not fit "
+                        f"permutation group {group.name!r} ({group.size} units x {axis.block} from {axis.offset}) does not fit "
                         f"{label}'s {axis.entry} {shape} on dim {axis.dim}"
                     )
