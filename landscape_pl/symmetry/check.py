@@ -1,6 +1,6 @@
 """Checking a permutation spec by construction: a permuted copy must compute the same function.
 
-The network is copied to float64 in eval mode, its floating state perturbed (so that equal values,
+The network runs in eval mode on a float64 copy of its state, perturbed (so that equal values,
 e.g. a fresh BatchNorm's unit variances, cannot hide an entry the spec forgot), and permuted by
 random permutations of every group; its outputs on the example must equal the unpermuted copy's to
 1e-6 relative. When they do not, each group is tried alone to name the one that breaks the function.
@@ -8,7 +8,6 @@ random permutations of every group; its outputs on the example must equal the un
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,19 +33,20 @@ def tensors(output: Any) -> Iterator[torch.Tensor]:
             yield from tensors(value)
 
 
-def perturbed(network: nn.Module, seed: int) -> tuple[nn.Module, dict[str, torch.Tensor]]:
-    """A float64 eval-mode copy with its floating state perturbed, and that state."""
-    twin = copy.deepcopy(network).double().eval()
+def perturbed(network: nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """The network's state in float64, floating entries perturbed (the network itself is not touched)."""
     generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, value in twin.state_dict().items():
-            if value.is_floating_point() and value.numel():
-                noise = torch.rand(value.shape, generator=generator, dtype=torch.float64).to(value.device)
-                if name.endswith("running_var"):
-                    value.mul_(0.75 + 0.5 * noise)
-                else:
-                    value.add_(0.1 * (noise - 0.5) * (value.std().nan_to_num() + 0.1))
-    return twin, twin.state_dict()
+    state = {}
+    for name, value in network.state_dict().items():
+        if value.is_floating_point() and value.numel():
+            value = value.double()
+            noise = torch.rand(value.shape, generator=generator, dtype=torch.float64).to(value.device)
+            if name.endswith("running_var"):
+                value = value * (0.75 + 0.5 * noise)
+            else:
+                value = value + 0.1 * (noise - 0.5) * (value.std().nan_to_num() + 0.1)
+        state[name] = value
+    return state
 
 
 def outputs(network: nn.Module, state: dict[str, torch.Tensor], example: torch.Tensor) -> torch.Tensor:
@@ -61,16 +61,25 @@ def relative_change(reference: torch.Tensor, other: torch.Tensor) -> float:
 
 def check_spec(network: nn.Module, spec: PermutationSpec, example: torch.Tensor, seed: int = 0) -> float:
     """The relative output change under random permutations of every group (<= 1e-6), or raise naming the group."""
-    twin, state = perturbed(network, seed)
+    state = perturbed(network, seed)
+    training = network.training
+    network.eval()
+    try:
+        return compare(network, spec, state, example, seed)
+    finally:
+        network.train(training)
+
+
+def compare(network: nn.Module, spec: PermutationSpec, state: dict[str, torch.Tensor], example: torch.Tensor, seed: int) -> float:
     device = next(iter(state.values())).device if state else torch.device("cpu")
     example = (example.double() if example.is_floating_point() else example).to(device)
-    reference = outputs(twin, state, example)
+    reference = outputs(network, state, example)
     perms = random_permutations(spec, seed)
-    change = relative_change(reference, outputs(twin, permute(state, spec, perms), example))
+    change = relative_change(reference, outputs(network, permute(state, spec, perms), example))
     if change <= TOLERANCE:
         return change
     for group in spec.groups:
-        alone = relative_change(reference, outputs(twin, permute(state, spec, {group.name: perms[group.name]}), example))
+        alone = relative_change(reference, outputs(network, permute(state, spec, {group.name: perms[group.name]}), example))
         if alone > TOLERANCE:
             raise LandscapeError(
                 f"the permutation spec of {type(network).__name__} is wrong: permuting group {group.name!r} alone "

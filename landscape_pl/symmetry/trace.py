@@ -273,6 +273,10 @@ class Derivation(fx.Interpreter):
         if name == "getitem" and isinstance(self.value(n.args[0]), (tuple, list)):
             inner = self.layout.get(n.args[0])
             return inner[n.args[1]] if isinstance(inner, list) else None
+        if name in ("cat", "concat"):
+            return self.cat(n, value)
+        if isinstance(value, torch.Size) or not isinstance(value, (torch.Tensor, tuple, list)):  # sizes, asserts: nothing to permute
+            return None
         if not tensors:
             if isinstance(value, torch.Tensor):
                 return self.fresh(value.shape)
@@ -450,8 +454,6 @@ class Derivation(fx.Interpreter):
             return tuple(x[self.value(d) % xv.dim()] for d in order)
         if name in ("unsqueeze", "squeeze", "expand", "expand_as", "repeat") or (name == "getitem" and isinstance(xv, torch.Tensor)):
             return self.index_like(n, name, x, xv, value)
-        if name in ("cat", "concat"):
-            return self.cat(n, value)
         if name == "linear":
             bias = n.args[2] if len(n.args) > 2 else n.kwargs.get("bias")
             return self.linear(x, self.layout[n.args[1]], self.layout.get(bias) if isinstance(bias, fx.Node) else None, str(n.args[1].target))
@@ -495,8 +497,8 @@ class Derivation(fx.Interpreter):
         return (*result, *x[d:])
 
     def cat(self, n: fx.Node, value: torch.Tensor) -> Annotation:
-        parts = list(self.arg(n, 0, "tensors"))
         nodes = list(n.args[0]) if n.args else list(n.kwargs["tensors"])
+        parts = [self.env[a] for a in nodes]
         dim = self.arg(n, 1, "dim", 0) % value.dim()
         layouts = [self.layout[a] for a in nodes]
         result: list[Layout] = []
