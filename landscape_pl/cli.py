@@ -45,6 +45,7 @@ COMMANDS = {
     "study": ("landscape_pl.commands.study:study", "the alignment study: endpoints, alignment, 4 curve classes, tables (resumable)"),
     "signature": ("landscape_pl.commands.signature:signature", "correlation signature between a midpoint (linear, or a curve's) and each endpoint"),
     "export": ("landscape_pl.commands.export:export", "write a network as weights.safetensors (spec and task in its metadata) to share it"),
+    "spec": ("landscape_pl.commands.spec:spec", "print a checkpoint's permutation groups (name, size, entries/axes) and check them by permuting a copy"),
     "recipes": ("landscape_pl.recipes:print_recipes", "list the packaged recipes (path, command, description); --config takes a path or a name"),
 }
 FILE_OUT = {"curve-point"}  # --out is the checkpoint written, not a folder
