@@ -121,6 +121,7 @@ class Derivation(fx.Interpreter):
 
     def __init__(self, graph: fx.GraphModule, outputs_of: dict[fx.Node, str]) -> None:
         super().__init__(graph)
+        self.extra_traceback = False  # our refusals name the node already; fx's addition is a raw graph dump
         self.spaces = Spaces()
         self.layout: dict[fx.Node, Any] = {}
         self.outputs_of = outputs_of
@@ -238,12 +239,12 @@ class Derivation(fx.Interpreter):
         except Refused as error:
             path = self.module_path(n)
             raise LandscapeError(
-                f"cannot derive a permutation spec: graph node {n.name} ({n.op} {target_name(n)}, in module {path or '<top>'}) "
+                f"cannot derive a permutation spec for {type(self.module).__name__}: graph node {n.name} ({n.op} {target_name(n)}, in module {path or '<top>'}) "
                 f"cannot be followed: {error}; {HOW_TO_DECLARE}"
             ) from None
         except ValueError as error:
             raise LandscapeError(
-                f"cannot derive a permutation spec: graph node {n.name} ({n.op} {target_name(n)}, in module "
+                f"cannot derive a permutation spec for {type(self.module).__name__}: graph node {n.name} ({n.op} {target_name(n)}, in module "
                 f"{self.module_path(n) or '<top>'}) ties {error}; {HOW_TO_DECLARE}"
             ) from None
         return value
@@ -551,7 +552,7 @@ def derive(network: nn.Module, example: torch.Tensor) -> PermutationSpec:
     network.eval()  # trace the evaluation path (no stochastic depth, dropout as identity)
     try:
         try:
-            graph = fx.GraphModule(network, tracer.trace(network))
+            graph = fx.GraphModule(network, tracer.trace(network), class_name=type(network).__name__)
         except Exception as error:  # noqa: BLE001 - any tracing failure is reported the same way
             raise LandscapeError(
                 f"cannot derive a permutation spec for {type(network).__name__}: torch.fx cannot trace it ({error}); {HOW_TO_DECLARE}"
