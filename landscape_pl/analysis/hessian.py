@@ -1,0 +1,292 @@
+"""Curvature of the loss at one point: Hessian-vector products, top eigenvalues, trace, spectral density.
+
+Pure functions of an ``Objective`` (a network, fixed batches, a summed loss). Every random vector comes
+from a ``torch.Generator`` the caller seeds, and nothing outlives a call: no graph is kept from one
+product to the next (PyHessian's power iteration holds them, the memory growth its users report) and
+the network's ``.grad`` fields are never written.
+
+Hessian-vector products are double backward (∇(∇L · v)) one batch at a time; ``bench/hessian.py``
+measures it against torch.func's forward-over-reverse ``jvp(grad(L))`` and keeps the faster.
+Eigenvalues are Lanczos with full reorthogonalization (exact in exact arithmetic once the Krylov
+space is invariant, so a tiny network checks against ``eigvalsh`` of its explicit Hessian); the
+trace is Hutchinson's estimator with Rademacher vectors; the density is stochastic Lanczos
+quadrature (Ghorbani et al. 2019, as PyHessian) with Gaussian broadening.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from landscape_pl.errors import LandscapeError
+
+SummedLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+ZERO_DERIVATIVE = {"RoundBackward", "SignBackward", "SgnBackward", "FloorBackward", "CeilBackward", "TruncBackward"}
+BREAKDOWN = 1e-10  # a Lanczos residual this small (relative to the first α) means the Krylov space is invariant
+
+
+@dataclass(frozen=True)
+class Objective:
+    """L(θ) = Σ_batches summed_loss(network(x), y) / N over fixed ``batches``, as a function of the
+    network's parameters that require grad (the network is evaluated in whatever mode it is in)."""
+
+    network: nn.Module
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor]]
+    summed_loss: SummedLoss
+
+    @property
+    def parameters(self) -> list[nn.Parameter]:
+        found = [p for p in self.network.parameters() if p.requires_grad]
+        if not found:
+            raise LandscapeError(f"{type(self.network).__name__} has no parameter that requires grad: there is no Hessian to take")
+        return found
+
+    @property
+    def count(self) -> int:
+        return sum(len(y) for _, y in self.batches)
+
+    @property
+    def size(self) -> int:
+        return sum(p.numel() for p in self.parameters)
+
+    def losses(self) -> Iterator[torch.Tensor]:
+        """Each batch's share of L, with a graph (whatever the caller's grad mode)."""
+        count = self.count
+        with torch.enable_grad():
+            for x, y in self.batches:
+                yield self.summed_loss(self.network(x), y) / count
+
+
+def flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def gradient(objective: Objective) -> torch.Tensor:
+    """∇L as one flat vector."""
+    params = objective.parameters
+    total = torch.zeros(objective.size, dtype=params[0].dtype, device=params[0].device)
+    for loss in objective.losses():
+        total += flat(torch.autograd.grad(loss, params))
+    return total
+
+
+def hvp(objective: Objective, vector: torch.Tensor) -> torch.Tensor:
+    """H v as one flat vector: ∇(∇L · v) by double backward, batch by batch (each graph freed before the next)."""
+    params = objective.parameters
+    pieces = vector.split([p.numel() for p in params])
+    total = torch.zeros_like(vector)
+    for loss in objective.losses():
+        grads = torch.autograd.grad(loss, params, create_graph=True)
+        dot = sum((g * v.view_as(g)).sum() for g, v in zip(grads, pieces))
+        total += flat(torch.autograd.grad(dot, params))
+    return total
+
+
+def rademacher(size: int, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """±1 with equal probability, drawn on the CPU from ``generator`` (the same draws on every device)."""
+    return (torch.randint(0, 2, (size,), generator=generator) * 2 - 1).to(like)
+
+
+def lanczos(apply: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor, steps: int) -> Iterator[tuple[list[float], list[float], float]]:
+    """Lanczos with full reorthogonalization from ``start``: after each step, the tridiagonal T's diagonal
+    α, its off-diagonal β and the norm of the next residual (0 when the Krylov space became invariant).
+
+    Full reorthogonalization (twice, against every basis vector) keeps the Ritz values free of the
+    spurious copies plain Lanczos produces in floating point, at ``steps`` x P memory.
+    """
+    basis = start.new_zeros((steps, start.numel()))
+    basis[0] = start / start.norm()
+    alphas: list[float] = []
+    betas: list[float] = []
+    for j in range(steps):
+        w = apply(basis[j])
+        alpha = torch.dot(w, basis[j])
+        known = basis[: j + 1]
+        for _ in range(2):
+            w = w - known.T @ (known @ w)
+        alphas.append(float(alpha))
+        beta = float(w.norm())
+        invariant = beta <= BREAKDOWN * max(abs(alphas[0]), 1e-30) or j + 1 == start.numel()
+        yield alphas, betas, 0.0 if invariant else beta
+        if invariant or j + 1 == steps:
+            return
+        betas.append(beta)
+        basis[j + 1] = w / beta
+
+
+def ritz(alphas: Sequence[float], betas: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues (ascending) and eigenvectors of the symmetric tridiagonal matrix, in float64."""
+    t = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+    if betas:
+        off = torch.tensor(betas, dtype=torch.float64)
+        t += torch.diag(off, 1) + torch.diag(off, -1)
+    return torch.linalg.eigh(t)
+
+
+@dataclass(frozen=True)
+class Eigenvalues:
+    """The top-k eigenvalues (largest first), the Lanczos steps taken and whether all k met the tolerance."""
+
+    values: list[float]
+    steps: int
+    converged: bool
+
+
+def top_eigenvalues(objective: Objective, k: int = 1, iterations: int = 20, tolerance: float = 1e-3,
+                    generator: torch.Generator | None = None) -> Eigenvalues:
+    """The k largest (algebraic) eigenvalues of the Hessian by Lanczos, stopped when every Ritz residual
+    bound |β_m s_mi| is within ``tolerance`` of its value, or after ``iterations`` steps."""
+    size = objective.size
+    if not 1 <= k <= size:
+        raise LandscapeError(f"top_k={k}: the network has {size} parameters; ask for 1 to {size} eigenvalues")
+    if iterations < k:
+        raise LandscapeError(f"iterations={iterations} must be at least top_k={k}")
+    generator = generator or torch.Generator().manual_seed(0)
+    like = objective.parameters[0]
+    start = torch.randn(size, generator=generator, dtype=torch.float64).to(like)
+    values, steps, converged = [], 0, False
+    for alphas, betas, residual in lanczos(lambda v: hvp(objective, v), start, min(iterations, size)):
+        steps = len(alphas)
+        if steps < k:
+            continue
+        theta, vectors = ritz(alphas, betas)
+        bounds = residual * vectors[-1, -k:].abs()
+        values = theta[-k:].flip(0).tolist()
+        converged = bool((bounds <= tolerance * theta[-k:].abs().clamp_min(1e-30)).all())
+        if converged:
+            break
+    return Eigenvalues(values, steps, converged)
+
+
+def hutchinson_trace(objective: Objective, samples: int, generator: torch.Generator | None = None) -> tuple[float, float]:
+    """tr H ≈ mean of vᵀHv over ``samples`` Rademacher v, and its standard error (nan for one sample)."""
+    if samples < 1:
+        raise LandscapeError(f"trace_samples={samples}: Hutchinson's estimate needs at least 1 sample")
+    generator = generator or torch.Generator().manual_seed(0)
+    like = objective.parameters[0]
+    estimates = []
+    for _ in range(samples):
+        v = rademacher(objective.size, generator, like)
+        estimates.append(float(torch.dot(v, hvp(objective, v))))
+    values = torch.tensor(estimates, dtype=torch.float64)
+    error = float(values.std() / math.sqrt(samples)) if samples > 1 else math.nan
+    return float(values.mean()), error
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """Stochastic Lanczos quadrature: per probe vector, the Ritz ``nodes`` and their ``weights`` (each
+    vector's weights sum to 1), and the density on ``grid`` (Gaussian broadening of width ``sigma``)."""
+
+    nodes: list[list[float]]
+    weights: list[list[float]]
+    grid: list[float]
+    density: list[float]
+    sigma: float
+
+
+def spectral_density(objective: Objective, vectors: int = 1, steps: int = 50, generator: torch.Generator | None = None,
+                     sigma: float = 0.01, points: int = 1000) -> Spectrum:
+    """The Hessian's eigenvalue density by stochastic Lanczos quadrature.
+
+    For each of ``vectors`` Rademacher probes, ``steps`` Lanczos steps give Ritz values θ_j and weights
+    (first component of their eigenvectors)²; the density is their average, each node a Gaussian of
+    width ``sigma`` x (spread of all nodes), on ``points`` values from 5 widths below the smallest node
+    to 5 above the largest, so it integrates to 1 on its grid.
+    """
+    if vectors < 1 or steps < 1:
+        raise LandscapeError(f"vectors={vectors}, steps={steps}: the spectral density needs at least one of each")
+    if sigma <= 0:
+        raise LandscapeError(f"sigma={sigma} must be positive (the broadening, as a share of the spectrum's spread)")
+    generator = generator or torch.Generator().manual_seed(0)
+    like = objective.parameters[0]
+    nodes, weights = [], []
+    for _ in range(vectors):
+        start = rademacher(objective.size, generator, like)
+        for alphas, betas, _ in lanczos(lambda v: hvp(objective, v), start, min(steps, objective.size)):
+            pass
+        theta, s = ritz(alphas, betas)
+        nodes.append(theta.tolist())
+        weights.append((s[0] ** 2).tolist())
+    every = torch.tensor([n for row in nodes for n in row], dtype=torch.float64)
+    low, high = float(every.min()), float(every.max())
+    width = sigma * ((high - low) or max(abs(high), 1.0))
+    grid = torch.linspace(low - 5 * width, high + 5 * width, points, dtype=torch.float64)
+    density = torch.zeros_like(grid)
+    for theta, w in zip(nodes, weights):
+        centred = (grid[:, None] - torch.tensor(theta, dtype=torch.float64)) / width
+        density += (torch.exp(-0.5 * centred**2) * torch.tensor(w, dtype=torch.float64)).sum(1)
+    density /= vectors * width * math.sqrt(2 * math.pi)
+    return Spectrum(nodes, weights, grid.tolist(), density.tolist(), width)
+
+
+def check_differentiable(objective: Objective) -> None:
+    """Refuse a network whose loss is not twice differentiable in its parameters, naming the module at fault.
+
+    One forward pass on the first batch with a hook on every module finds the innermost module that
+    returns integers, returns a float that does not require grad although its inputs or parameters do
+    (torch.no_grad or detach inside forward), or applies an operation whose derivative is zero
+    (round, sign, floor, ceil, trunc); a parameter the loss does not reach is named by its module.
+    """
+    network, x, y = objective.network, *objective.batches[0]
+    names = {module: name or type(network).__name__ for name, module in network.named_modules()}
+    found: list[str] = []
+
+    def hook(module: nn.Module, inputs: tuple, output) -> None:
+        if found:
+            return
+        tensors_in = [t for t in inputs if isinstance(t, torch.Tensor)]
+        outputs = [t for t in (output if isinstance(output, (tuple, list)) else [output]) if isinstance(t, torch.Tensor)]
+        upstream = any(t.requires_grad for t in tensors_in) or any(p.requires_grad for p in module.parameters())
+        if not upstream:
+            return
+        where = f"module {names[module]!r} ({type(module).__name__})"
+        for out in outputs:
+            if not torch.is_floating_point(out):
+                found.append(f"{where} returns a {out.dtype} tensor (argmax, indices, casts to int have no derivative)")
+            elif not out.requires_grad:
+                found.append(f"{where} returns a tensor that does not require grad (torch.no_grad or detach inside its forward)")
+            else:
+                op = zero_derivative_op(out.grad_fn, {t.grad_fn for t in tensors_in if t.grad_fn is not None})
+                if op:
+                    found.append(f"{where} applies {op}, whose derivative is zero wherever it exists")
+            if found:
+                return
+
+    handles = [module.register_forward_hook(hook) for module in network.modules()]
+    try:
+        with torch.enable_grad():
+            loss = objective.summed_loss(network(x), y)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not found:
+        params = dict(network.named_parameters())
+        unused = [name for name, g in zip(params, torch.autograd.grad(loss, list(params.values()), allow_unused=True))
+                  if params[name].requires_grad and g is None] if loss.requires_grad else list(params)
+        if unused:
+            module = unused[0].rpartition(".")[0] or type(network).__name__
+            found.append(f"module {module!r}: the loss does not depend on its parameter {unused[0]!r}")
+    if found:
+        raise LandscapeError(f"the Hessian needs a loss twice differentiable in the parameters, but {found[0]}; "
+                             "make that part differentiable, or leave out the Hessian (hessian=None)")
+
+
+def zero_derivative_op(node, stop: set) -> str | None:
+    """The first zero-derivative operation in the autograd graph from ``node`` back to the ``stop`` nodes."""
+    seen, todo = set(), [node]
+    while todo:
+        current = todo.pop()
+        if current is None or current in seen or current in stop:
+            continue
+        seen.add(current)
+        name = re.sub(r"\d+$", "", type(current).__name__)
+        if name in ZERO_DERIVATIVE:
+            return name.removesuffix("Backward").lower()
+        todo.extend(next_node for next_node, _ in current.next_functions)
+    return None
