@@ -1,7 +1,7 @@
 """Checking a permutation spec by construction: a permuted copy must compute the same function.
 
-The network runs in eval mode on a float64 copy of its state, perturbed (so that equal values,
-e.g. a fresh BatchNorm's unit variances, cannot hide an entry the spec forgot), and permuted by
+The network runs in eval mode on a float64 copy of its state, perturbed where values may be equal (so that,
+e.g., a fresh BatchNorm's unit variances cannot hide an entry the spec forgot), and permuted by
 random permutations of every group; its outputs on the example must equal the unpermuted copy's to
 1e-6 relative. When they do not, each group is tried alone to name the one that breaks the function.
 """
@@ -33,13 +33,24 @@ def tensors(output: Any) -> Iterator[torch.Tensor]:
             yield from tensors(value)
 
 
+def needs_noise(value: torch.Tensor) -> bool:
+    """Vectors (biases, norms, statistics) and constant tensors (zero-initialized layers): equal values could hide
+    an entry the spec forgot. Other weights are already distinct per unit; not drawing noise for them keeps the
+    check cheap on large networks (it is most of its cost otherwise)."""
+    return value.dim() <= 1 or bool(value.amin() == value.amax())
+
+
 def perturbed(network: nn.Module, seed: int) -> dict[str, torch.Tensor]:
-    """The network's state in float64, floating entries perturbed (the network itself is not touched)."""
+    """The network's state in float64, vectors and constant entries perturbed (the network itself is not touched)."""
     generator = torch.Generator().manual_seed(seed)
     state = {}
     for name, value in network.state_dict().items():
         if value.is_floating_point() and value.numel():
+            noisy = needs_noise(value)
             value = value.double()
+            if not noisy:
+                state[name] = value
+                continue
             noise = torch.rand(value.shape, generator=generator, dtype=torch.float64).to(value.device)
             if name.endswith("running_var"):
                 value = value * (0.75 + 0.5 * noise)
