@@ -31,6 +31,12 @@ INIT = "init.ckpt"
 CONFIG = "config.yaml"
 LOCK = ".lock"
 NAMES = "a name must be non-empty, must not start with '.', and must hold no '/', '\\' or NUL character"
+SPAWN = "spawn"
+
+
+def spawn_name(step: int) -> str:
+    """The file of a run's whole training state at optimizer step ``step`` (callbacks.spawn writes it)."""
+    return f"step={step}.ckpt"
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,22 @@ class Study:
     @property
     def mli(self) -> Path:
         return self.root / "mli"
+
+    @property
+    def parent(self) -> Run:
+        """The run the stability study's children branch off."""
+        return Run(self.root / "parent")
+
+    def spawned(self, step: int) -> Path:
+        """The parent's training state at ``step``, where two children start."""
+        return self.parent.root / SPAWN / spawn_name(step)
+
+    def child(self, step: int, index: int) -> Run:
+        return Run(self.root / "children" / f"step{step}" / f"child{index}")
+
+    def children_line(self, step: int, kind: str) -> Path:
+        """The line between the two children spawned at ``step`` (``kind``: unaligned or aligned)."""
+        return self.root / "barrier" / f"step{step}" / kind
 
     @property
     def report(self) -> Path:
