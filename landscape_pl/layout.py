@@ -31,7 +31,6 @@ INIT = "init.ckpt"
 CONFIG = "config.yaml"
 LOCK = ".lock"
 NAMES = "a name must be non-empty, must not start with '.', and must hold no '/', '\\' or NUL character"
-SPAWN = "spawn"
 
 
 def spawn_name(step: int) -> str:
@@ -127,8 +126,9 @@ class Study:
         return Run(self.root / "parent")
 
     def spawned(self, step: int) -> Path:
-        """The parent's training state at ``step``, where two children start."""
-        return self.parent.root / SPAWN / spawn_name(step)
+        """The parent's training state at ``step``, where two children start: beside its last.ckpt, so
+        that its config.yaml (which data module's order state to drop) is found from it."""
+        return self.parent.checkpoints / spawn_name(step)
 
     def child(self, step: int, index: int) -> Run:
         return Run(self.root / "children" / f"step{step}" / f"child{index}")
