@@ -216,21 +216,31 @@ def _number(value: float | None) -> str:
     return repr(float(value)) if math.isfinite(value) else str(float(value))
 
 
+def extra_columns(rows: Sequence[Row]) -> list[str]:
+    """The names of the rows' extras (measurements such as ``hessian_eig_1``), in order of first appearance."""
+    return list(dict.fromkeys(name for row in rows for name in row.extras))
+
+
 def write_path_csv(rows: Sequence[Row], path: str | Path) -> Path:
-    """``t,split,loss,accuracy``: one row per point and split; accuracy empty for regression."""
+    """``t,split,loss,accuracy`` and one column per extra (empty where a row has none): one row per
+    point and split; accuracy empty for regression."""
     path = Path(path)
+    extras = extra_columns(rows)
     with replacing(path, newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(PATH_COLUMNS)
+        writer.writerow([*PATH_COLUMNS, *extras])
         for row in rows:
-            writer.writerow([repr(float(row.key)), row.split, _number(row.loss), _number(row.accuracy)])
+            writer.writerow([repr(float(row.key)), row.split, _number(row.loss), _number(row.accuracy),
+                             *(_number(row.extras.get(name)) for name in extras)])
     return path
 
 
 def read_path_csv(path: str | Path) -> list[Row]:
+    """The rows ``write_path_csv`` wrote, extras included."""
     with Path(path).open() as handle:
         return [
-            Row(float(r["t"]), r["split"], float(r["loss"]), float(r["accuracy"]) if r["accuracy"] else None)
+            Row(float(r["t"]), r["split"], float(r["loss"]), float(r["accuracy"]) if r["accuracy"] else None,
+                {name: float(value) for name, value in r.items() if name not in PATH_COLUMNS and value})
             for r in csv.DictReader(handle)
         ]
 

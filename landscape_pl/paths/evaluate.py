@@ -1,7 +1,8 @@
 """Loss and accuracy of a network at many parameter points: the step every analysis shares.
 
 For each point: write θ into the network (no graph), run the point's fix-ups (BatchNorm
-recomputation first), then one evaluation pass per split. Points are split across DDP ranks and gathered back.
+recomputation first), then one evaluation pass per split, and the point's measurements (curvature),
+whose numbers every row of the point carries as ``extras``. Points are split across DDP ranks and gathered back.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from tqdm.auto import tqdm
 
 from landscape_pl.distributed import gather, shard, world
 from landscape_pl.paths.anchors import NetworkSlots
-from landscape_pl.paths.fixups import Fixup, RecomputeBatchNorm
+from landscape_pl.paths.fixups import Fixup, Measure, RecomputeBatchNorm
 from landscape_pl.tasks import Task
 
 if TYPE_CHECKING:
@@ -26,12 +27,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Row:
-    """One evaluation: where (``key``: t, or a plane coordinate), which split, and the numbers."""
+    """One evaluation: where (``key``: t, or a plane coordinate), which split, and the numbers; ``extras``
+    are the point's measurements (e.g. ``hessian_eig_1``), the same on every split's row of the point."""
 
     key: Any
     split: str
     loss: float
     accuracy: float | None
+    extras: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def finite(self) -> bool:
@@ -74,6 +77,7 @@ class Evaluation:
     bn_batches: int | None = None
     progress: bool = True
     fixups: list[Fixup] = field(default_factory=list)
+    measures: list[Measure] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.bn_data is not None and self.bn_batches != 0:
@@ -83,7 +87,8 @@ class Evaluation:
         """Rows for the network as it is now (its parameters already set to the point ``key``)."""
         for fixup in self.fixups:
             fixup.apply(network, key)
-        return [Row(key, split, *evaluate(network, batches, self.task)) for split, batches in self.splits.items()]
+        extras = {name: value for measure in self.measures for name, value in measure.measure(network, key).items()}
+        return [Row(key, split, *evaluate(network, batches, self.task), extras) for split, batches in self.splits.items()]
 
     def points(
         self,
@@ -95,16 +100,23 @@ class Evaluation:
     ) -> list[Row]:
         """Evaluate ``params_at(key)`` for every key; each rank takes its share, all get every row."""
         device = next(network.parameters()).device
-        return self._walk(network, names, keys, lambda slots, key: slots.write(params_at(key).to(device)), desc)
+        return self._walk(network, names, keys, lambda slots, key: slots.write(params_at(key).to(device)), desc, None)
 
     def path(self, network: nn.Module, path: "Path", keys: Sequence[Any], desc: str = "points") -> list[Row]:
         """Evaluate a path (line, curve, plane) at every key, θ written in place by ``path.write``."""
-        return self._walk(network, path.anchors.names, keys, path.write, desc)
+        return self._walk(network, path.anchors.names, keys, path.write, desc, path)
 
-    def _walk(self, network: nn.Module, names: Sequence[str], keys: Sequence[Any], write, desc: str) -> list[Row]:
-        slots = NetworkSlots(network, names)
+    def prepare(self, network: nn.Module, path: "Path | None") -> None:
+        """Every fix-up's and measure's once-per-walk step (endpoint statistics), before the first point."""
         for fixup in self.fixups:
-            fixup.prepare(network)
+            fixup.prepare(network, path)
+        for measure in self.measures:
+            measure.prepare(network)
+
+    def _walk(self, network: nn.Module, names: Sequence[str], keys: Sequence[Any], write, desc: str,
+              path: "Path | None") -> list[Row]:
+        slots = NetworkSlots(network, names)
+        self.prepare(network, path)
         results = []
         for index, key in tqdm(shard(keys), desc=desc, disable=not self.progress or world()[0] != 0, leave=False):
             write(slots, key)

@@ -10,19 +10,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from torch import nn
 
 from landscape_pl.paths.batchnorm import has_batchnorm, recompute_batchnorm
 
+if TYPE_CHECKING:
+    from landscape_pl.paths.path import Path
+
 
 class Fixup(Protocol):
-    def prepare(self, network: nn.Module) -> None:
-        """Once per walk, before the first point (endpoint statistics, data subsets)."""
+    def prepare(self, network: nn.Module, path: "Path | None") -> None:
+        """Once per walk, before the first point (endpoint statistics, data subsets); ``path`` is the
+        path walked (its anchors and ``mixture``), None when points come from elsewhere."""
 
     def apply(self, network: nn.Module, key: Any) -> None:
         """At each point, with θ(key) already written into ``network``."""
+
+
+class Measure(Protocol):
+    """Numbers taken at each point after its fix-ups (curvature): they become extra columns of its rows."""
+
+    def prepare(self, network: nn.Module) -> None:
+        """Once per walk, before the first point."""
+
+    def measure(self, network: nn.Module, key: Any) -> dict[str, float]:
+        """At each point, after the fix-ups: named numbers for every row of the point."""
 
 
 @dataclass
@@ -35,7 +49,7 @@ class RecomputeBatchNorm:
     data: Iterable
     batches: int | None = None
 
-    def prepare(self, network: nn.Module) -> None:
+    def prepare(self, network: nn.Module, path: "Path | None") -> None:
         pass
 
     def apply(self, network: nn.Module, key: Any) -> None:

@@ -8,7 +8,9 @@ from typing import Any
 
 import torch
 
+from landscape_pl.data.subsets import training_subset
 from landscape_pl.devices import device
+from landscape_pl.paths.curvature import HessianProbe, HessianSettings, hessian_settings
 from landscape_pl.paths.evaluate import Evaluation
 from landscape_pl.paths.fixups import Fixup
 from landscape_pl.tasks import Task, get_task
@@ -25,6 +27,8 @@ class EvalSettings:
         accelerator: cpu, cuda, gpu, auto, or a torch.device.
         progress: show progress bars.
         fixups: further per-point fix-ups, run after BatchNorm recomputation.
+        hessian: curvature measured at each point after the fix-ups (HessianSettings, a dict of its
+            fields, or None for none): extra columns of every row.
     """
 
     splits: Sequence[str] = ("train", "test")
@@ -32,6 +36,10 @@ class EvalSettings:
     accelerator: str | torch.device = "auto"
     progress: bool = True
     fixups: Sequence[Fixup] = field(default_factory=list)
+    hessian: HessianSettings | dict | None = None
+
+    def __post_init__(self) -> None:
+        self.hessian = hessian_settings(self.hessian)
 
     @property
     def device(self) -> torch.device:
@@ -47,4 +55,6 @@ class EvalSettings:
             bn_batches=self.bn_batches,
             progress=self.progress,
             fixups=list(self.fixups),
+            measures=[] if self.hessian is None else [HessianProbe(
+                self.hessian, training_subset(data, self.hessian.subset, self.hessian.seed, "hessian subset"), task)],
         )
