@@ -46,7 +46,8 @@ def write_path_report(rows: Sequence[Row], out: str | Path, summary: dict, title
 
 def log_path(experiment, rows: Sequence[Row], summary: dict, prefix: str, step: int = 0, profile: bool = True) -> None:
     """TensorBoard: the headline numbers at ``step``, the figure at ``step``, and (``profile``) the
-    loss/accuracy of each grid point as scalars whose step is the grid index (t is in the figure)."""
+    loss/accuracy of each grid point as scalars whose step is the grid index (t is in the figure), and
+    each point's extras (curvature: the same on every split) as ``prefix/<name>``."""
     from landscape_pl.plots import path_figure
 
     for split, numbers in summary.items():
@@ -59,6 +60,10 @@ def log_path(experiment, rows: Sequence[Row], summary: dict, prefix: str, step: 
                 experiment.add_scalar(f"{prefix}/{split}/loss", row.loss, index)
                 if row.accuracy is not None:
                     experiment.add_scalar(f"{prefix}/{split}/accuracy", row.accuracy, index)
+        first = next(iter(summary), None)
+        for index, row in enumerate(r for r in rows if r.split == first):
+            for name, value in row.extras.items():
+                experiment.add_scalar(f"{prefix}/{name}", value, index)
     experiment.add_figure(f"{prefix}/profile", path_figure(rows, prefix), step, close=True)
     experiment.flush()
 
