@@ -184,7 +184,7 @@ def test_fixups_run_at_every_point_after_the_point_is_written(digits_endpoints):
         def __init__(self) -> None:
             self.prepared, self.keys = 0, []
 
-        def prepare(self, network: torch.nn.Module) -> None:
+        def prepare(self, network: torch.nn.Module, path) -> None:
             self.prepared += 1
 
         def apply(self, network: torch.nn.Module, key: float) -> None:

@@ -45,6 +45,11 @@ class Curve(Path):
         if len(anchors) < 2:
             raise LandscapeError(f"{self.requirement} (at least 2 anchors), got {len(anchors)} anchors")
         super().__init__(anchors, moving, held)
+        self.networks = (0, len(anchors) - 1)  # control points are not networks
+
+    def mixture(self, t: float) -> list[float]:
+        """The ends' share at ``t``: (1 - t, t), whatever the control points (they are not trained networks)."""
+        return [1.0 - float(t), float(t)]
 
     @staticmethod
     def weights(ts: torch.Tensor, anchors: int) -> torch.Tensor:

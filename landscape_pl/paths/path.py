@@ -48,9 +48,29 @@ class Path:
     def __init__(self, anchors: Anchors, moving: torch.Tensor | None = None, held: torch.Tensor | None = None) -> None:
         self.anchors = anchors
         self.moving, self.held = moving, held
+        self.networks: tuple[int, ...] = tuple(range(len(anchors)))  # anchors that are trained networks
+        self.mixing: torch.Tensor | None = None  # (networks, anchors): coefficients -> network weights
 
     def coefficients(self, t: float) -> torch.Tensor:
         raise NotImplementedError
+
+    def made_of(self, networks: Sequence[int], mixing: Sequence[Sequence[float]]) -> "Path":
+        """Say which anchors are trained networks and how a point's coefficients share out among them
+        (``mixing``: one row per network, one column per anchor); returns the path."""
+        self.networks, self.mixing = tuple(networks), torch.tensor(mixing, dtype=torch.float64)
+        return self
+
+    def mixture(self, key) -> list[float]:
+        """How much of each trained network (``networks``) the point ``key`` is made of: >= 0, summing to 1.
+
+        What per-point statistics mix (REPAIR's target mean and std): the path's own coefficients on its
+        networks, negative ones clipped to 0, so beyond an end of a line the nearer network counts alone.
+        """
+        c = self.coefficients(key).double()
+        weights = (self.mixing @ c if self.mixing is not None else c[list(self.networks)]).clamp_min(0)
+        if float(weights.sum()) <= 0:
+            raise LandscapeError(f"the point {key} of {type(self).__name__} has no positive weight on any of its networks")
+        return (weights / weights.sum()).tolist()
 
     def check(self, ts: Sequence[float]) -> None:
         """Refuse t outside the domain (a Bezier curve is defined on [0, 1] only)."""

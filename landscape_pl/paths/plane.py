@@ -117,7 +117,7 @@ def random_plane(state: StateDict, label: str, parameter_names: Sequence[str], s
                            for n, v in state.items()})
     anchors = Anchors([state, *directions], [label, "direction 1", "direction 2"])
     return Plane(anchors, torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0]), torch.tensor([0.0, 0.0, 1.0]),
-                 [(0.0, 0.0)])
+                 [(0.0, 0.0)]).made_of([0], [[1.0, 0.0, 0.0]])  # every point is made of θ alone
 
 
 def grid(plane: Plane, points: int, margin: float, span: float | None = None) -> tuple[list[float], list[float]]:
