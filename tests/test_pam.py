@@ -307,14 +307,14 @@ def test_activation_init_starts_where_align_puts_the_end(digits_bn_endpoints, tm
 
 
 class TwoBranch(nn.Module):
-    """An architecture with no permutation spec: neither declared, registered nor a plain Sequential."""
+    """An architecture whose spec cannot be derived (its hidden units are rolled), and none is declared."""
 
     def __init__(self) -> None:
         super().__init__()
         self.left, self.right, self.head = nn.Linear(64, 16), nn.Linear(64, 16), nn.Linear(16, 10)
 
     def forward(self, x):
-        return self.head(torch.relu(self.left(x)) + torch.relu(self.right(x)))
+        return self.head(torch.relu(self.left(x)) + torch.roll(torch.relu(self.right(x)), 1, 1))
 
 
 def test_endpoints_without_a_permutation_spec_say_how_to_declare_one(tmp_path: Path, capsys) -> None:

@@ -189,14 +189,14 @@ def test_networks_of_different_widths_or_architectures_are_refused() -> None:
 
 
 class Branching(nn.Module):
-    """Two parallel heads: nothing a derivation can read off."""
+    """Hidden units rolled along their axis: an operation the derivation refuses (it moves units across positions)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.left, self.right = nn.Linear(4, 3), nn.Linear(4, 3)
+        self.left, self.right = nn.Linear(4, 3), nn.Linear(3, 3)
 
     def forward(self, x):
-        return self.left(x) + self.right(x)
+        return self.right(torch.roll(self.left(x), 1, 1))
 
 
 class Declared(nn.Module):
@@ -217,13 +217,13 @@ class Declared(nn.Module):
 def test_a_user_architecture_declares_or_registers_its_spec() -> None:
     with pytest.raises(LandscapeError, match=r"cannot derive a permutation spec for Branching.*permutation_spec\(self\)"):
         spec_of(Branching())
-    with pytest.raises(LandscapeError, match=r"layer 1 \(LayerNorm\).*register"):
-        spec_of(nn.Sequential(nn.Linear(4, 5), nn.LayerNorm(5), nn.Linear(5, 2)))
+    with pytest.raises(LandscapeError, match=r"graph node roll \(call_function roll, in module <top>\).*register"):
+        spec_of(Branching())
     net = Declared()
     x = torch.randn(64, 4)
     copy = permute_network(net, spec_of(net), random_permutations(spec_of(net), seed=7))
     assert find_permutation(net, copy, "activation", [(x,)])["hidden"].tolist() == inverse(random_permutations(spec_of(net), seed=7))["hidden"].tolist()
-    register(Branching, lambda n: PermutationSpec(()))  # no hidden units: nothing to permute
+    register(Branching, lambda n: PermutationSpec(()))  # declared by hand: units left in place
     try:
         assert spec_of(Branching()).names == ()
     finally:

@@ -13,6 +13,7 @@ shaped for the network's first layer), so a wrong spec is never used.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -30,18 +31,33 @@ def register(cls: type, function: SpecFunction) -> None:
     REGISTRY[cls] = function
 
 
-def spec_of(network: nn.Module, example: torch.Tensor | None = None) -> PermutationSpec:
+@dataclass(frozen=True)
+class CheckedSpec:
+    """A spec, where it came from (declared, registered or derived), and the relative output change the check measured."""
+
+    spec: PermutationSpec
+    source: str
+    change: float
+
+
+def checked_spec(network: nn.Module, example: torch.Tensor | None = None) -> CheckedSpec:
     """The network's permutation spec, checked against its state dict and by permuting a copy on ``example``."""
     parameter = next(network.parameters(), None)
     if example is None:
         example = example_input(network)
     if parameter is not None:
         example = example.to(parameter.device)
+    function = next((REGISTRY[c] for c in type(network).__mro__ if c in REGISTRY), None)
     if callable(getattr(network, "permutation_spec", None)):
-        spec = network.permutation_spec()
+        spec, source = network.permutation_spec(), "declared"
+    elif function is not None:
+        spec, source = function(network), "registered"
     else:
-        function = next((REGISTRY[c] for c in type(network).__mro__ if c in REGISTRY), None)
-        spec = function(network) if function else derive(network, example)
+        spec, source = derive(network, example), "derived"
     spec.check(network.state_dict(), type(network).__name__)
-    check_spec(network, spec, example)
-    return spec
+    return CheckedSpec(spec, source, check_spec(network, spec, example))
+
+
+def spec_of(network: nn.Module, example: torch.Tensor | None = None) -> PermutationSpec:
+    """The network's permutation spec (see ``checked_spec``); a wrong or underivable one raises, naming why."""
+    return checked_spec(network, example).spec
