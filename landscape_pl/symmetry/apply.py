@@ -7,20 +7,76 @@ stochastic ``P`` (PAM's relaxation) gives a differentiable mixture of units (Bat
 variances are mixed like any entry, which is not the variance of the mixed unit: recompute the
 statistics of a softly permuted network before evaluating it). Groups missing from ``perms`` are
 left as they are (identity).
+
+An axis may own a slice of its dimension (``offset``) and ``block`` entries per unit. Groups act on
+an entry in the spec's order; a group nested in another's units (an attention head's query/key
+dims, at the offsets of head k, inside the heads group) acts after it, so it permutes whatever head
+the outer group put at position k: its inverse is the inverse at the position that head came from
+(``inverse(perms, spec)``).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from landscape_pl.errors import LandscapeError
-from landscape_pl.symmetry.spec import Axis, PermutationSpec
+from landscape_pl.symmetry.spec import Axis, Group, PermutationSpec
 
 Permutations = Mapping[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Nested:
+    """Group ``name`` lies inside unit ``unit`` of an outer group; per inner axis, the outer axis holding it.
+
+    ``role``: where in a unit it lies (entry, dim, block, offset within the unit per axis): head k's
+    query/key dims and head j's share a role.
+    """
+
+    name: str
+    unit: int
+    axes: tuple[tuple[Axis, Axis], ...]
+
+    @property
+    def role(self) -> tuple[tuple[str, int, int, int], ...]:
+        return tuple((i.entry, i.dim, i.block, i.offset - o.offset - self.unit * o.block) for i, o in self.axes)
+
+
+def holder(inner: Axis, size: int, outer: Group) -> tuple[int, Axis] | None:
+    """(unit, axis) of ``outer`` whose block holds all of ``inner``'s span, if one does."""
+    span = inner.span(size)
+    for axis in outer.axes:
+        if axis.entry == inner.entry and axis.dim == inner.dim and axis.block > 1:
+            first, last = span.start - axis.offset, span.stop - 1 - axis.offset
+            if 0 <= first and last < outer.size * axis.block and first // axis.block == last // axis.block:
+                return first // axis.block, axis
+    return None
+
+
+def nesting(spec: PermutationSpec) -> dict[str, list[Nested]]:
+    """Outer group name -> the groups nested in its units, each inner group under its first outer group."""
+    result: dict[str, list[Nested]] = {}
+    placed: set[str] = set()
+    for i, outer in enumerate(spec.groups):
+        for j, inner in enumerate(spec.groups):
+            if i == j or inner.name in placed:
+                continue
+            held = [holder(axis, inner.size, outer) for axis in inner.axes]
+            if not all(held) or len({unit for unit, _ in held}) != 1:
+                continue
+            if j < i:
+                raise LandscapeError(
+                    f"permutation group {inner.name!r} lies inside the units of {outer.name!r} but comes first in the spec: "
+                    f"list {outer.name!r} before it (permutations apply in the spec's order)"
+                )
+            placed.add(inner.name)
+            result.setdefault(outer.name, []).append(Nested(inner.name, held[0][0], tuple(zip(inner.axes, (a for _, a in held)))))
+    return result
 
 
 def permute_axis(value: torch.Tensor, axis: Axis, p: torch.Tensor) -> torch.Tensor:
@@ -41,10 +97,12 @@ def permute_axis(value: torch.Tensor, axis: Axis, p: torch.Tensor) -> torch.Tens
     return units.reshape(moved.shape).movedim(0, axis.dim)
 
 
-def permute_entry(name: str, value: torch.Tensor, spec: PermutationSpec, perms: Permutations, skip: str | None = None) -> torch.Tensor:
-    """One state entry with every group that touches it applied (except ``skip``, for weight matching)."""
+def permute_entry(name: str, value: torch.Tensor, spec: PermutationSpec, perms: Permutations,
+                  skip: Collection[str] = ()) -> torch.Tensor:
+    """One state entry with every group that touches it applied, in the spec's order (except those in ``skip``,
+    for weight matching)."""
     for axis, group in spec.axes_by_entry.get(name, ()):
-        if group in perms and group != skip:
+        if group in perms and group not in skip:
             value = permute_axis(value, axis, perms[group])
     return value
 
@@ -82,9 +140,22 @@ def random_permutations(spec: PermutationSpec, seed: int = 0) -> dict[str, torch
     return {g.name: torch.randperm(g.size, generator=generator) for g in spec.groups}
 
 
-def inverse(perms: Permutations) -> dict[str, torch.Tensor]:
-    """Index permutations that undo ``perms``."""
-    return {name: torch.argsort(p) for name, p in perms.items()}
+def inverse(perms: Permutations, spec: PermutationSpec | None = None) -> dict[str, torch.Tensor]:
+    """Index permutations that undo ``perms``; nested groups (see ``nesting``) need the ``spec``.
+
+    With outer p and a nested q_k at each unit k, B_k[r] = A_p[k][q_k[r]]; so the inverse has
+    p' = argsort(p) and, at unit k, argsort of the nested permutation that sat at unit p'[k].
+    """
+    result = {name: torch.argsort(p) for name, p in perms.items()}
+    for outer, inner in (nesting(spec) if spec is not None else {}).items():
+        at = {(n.unit, n.role): n.name for n in inner}
+        for n in inner if outer in perms else ():
+            source = at.get((int(result[outer][n.unit]), n.role))
+            if source is None:
+                raise LandscapeError(f"group {n.name!r} has no counterpart in unit {int(result[outer][n.unit])} of {outer!r}: "
+                                     "its inverse is not a permutation of this spec")
+            result[n.name] = torch.argsort(perms.get(source, torch.arange(spec[n.name].size)))
+    return result
 
 
 def as_matrix(p: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -2,29 +2,137 @@
 
 Maximizes Σ_entries <θ_A, Pθ_B> by coordinate descent: for one group at a time, with the others
 fixed, the objective is linear in that group's permutation, a linear assignment over the matrix
-Σ_axes A_axis B_axisᵀ (units on rows, everything else flattened: one product of the group's
-axes side by side, A's side computed once). Groups are visited in a seeded random order until a
-full sweep improves nothing.
+Σ_axes A_axis B_axisᵀ (units on rows: the axis's span, ``block`` entries per unit, everything else
+flattened; A's side computed once). Groups are visited in a seeded random order until a full sweep
+improves nothing.
+
+A group nested in the units of another (an attention head's query/key or value dims inside the
+heads group, whose axes have block = head dim) is solved jointly with it: for every pair (target
+head k, source head j) the nested assignments are solved first and their best values enter the
+outer assignment's cost; the step is exact for the outer group and its nested groups together.
+Alone, the heads step would compare heads with their inner dims unmatched (inner products of
+shuffled rows), and coordinate descent stalls far from a permuted copy's inverse.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import torch
 
 from landscape_pl.symmetry.activation import assign
-from landscape_pl.symmetry.apply import identity, permute_entry
-from landscape_pl.symmetry.spec import PermutationSpec
+from landscape_pl.symmetry.apply import identity, nesting, permute_entry
+from landscape_pl.symmetry.spec import Axis, Group, PermutationSpec
 
+LOG = logging.getLogger(__name__)
 STATISTICS = ("running_mean", "running_var")
 # Products are float32 (4x faster than float64 on VGG): a change must gain more than this fraction of the
 # objective's scale (Σ_i max_j |cost_ij|), or rounding would keep swapping near-equal permutations.
 TOLERANCE = 1e-6
 
 
-def unit_rows(value: torch.Tensor, dim: int, units: int) -> torch.Tensor:
-    return value.movedim(dim, 0).reshape(units, -1).float()
+@dataclass
+class WeightMatch:
+    """What ``weight_matching`` found: the permutations, the full sweeps it ran, the objective's gain
+    over the identity (Σ <θ_A, Pθ_B> − Σ <θ_A, θ_B> over the matched entries), and seconds taken."""
+
+    permutations: dict[str, torch.Tensor]
+    sweeps: int
+    gain: float
+    seconds: float
+
+
+def unit_rows(value: torch.Tensor, axis: Axis, units: int) -> torch.Tensor:
+    """(units, block × rest): the axis's span of ``value``, ``block`` consecutive entries per unit."""
+    span = axis.span(units)
+    return value.narrow(axis.dim, span.start, span.stop - span.start).movedim(axis.dim, 0).reshape(units, -1).float()
+
+
+def inside(rows: torch.Tensor, inner: Axis, outer: Axis, unit: int, size: int) -> torch.Tensor:
+    """(outer units, size, rest): in every unit of ``outer`` (``rows`` from ``unit_rows``), the entries
+    that ``inner`` covers in unit ``unit``."""
+    start = inner.offset - outer.offset - unit * outer.block
+    return rows.reshape(rows.shape[0], outer.block, -1)[:, start:start + size * inner.block].reshape(rows.shape[0], size, -1)
+
+
+class Matcher:
+    """Coordinate descent's state: A's rows per group and axis, B, the spec, the permutations so far."""
+
+    def __init__(self, state_a: Mapping[str, torch.Tensor], state_b: Mapping[str, torch.Tensor], spec: PermutationSpec,
+                 chosen: set[str]) -> None:
+        self.state_b, self.spec = state_b, spec
+        self.axes = {g.name: [a for a in g.axes if a.entry in chosen] for g in spec.groups}
+        self.nested = nesting(spec)
+        inner = {n.name for ns in self.nested.values() for n in ns}
+        self.steps = [g for g in spec.groups if g.name not in inner]  # nested groups are solved with their outer group
+        self.rows_a = {g.name: {a: unit_rows(state_a[a.entry], a, g.size) for a in self.axes[g.name]} for g in self.steps}
+        self.perms = identity(spec)
+
+    def step(self, group: Group) -> float:
+        """Re-solve ``group`` (with the groups nested in it) given the others; the objective's gain (0: kept)."""
+        nested = self.nested.get(group.name, [])
+        skip = {group.name, *(n.name for n in nested)}
+        rows_b = {a: unit_rows(permute_entry(a.entry, self.state_b[a.entry], self.spec, self.perms, skip), a, group.size)
+                  for a in self.axes[group.name]}
+        if rows_b:
+            cost = (torch.cat(list(self.rows_a[group.name].values()), 1) @ torch.cat(list(rows_b.values()), 1).T).double()
+        else:
+            cost = torch.zeros(group.size, group.size, dtype=torch.float64)
+        current, units = self.perms[group.name], torch.arange(group.size)
+        old = cost[units, current].sum()
+        found: dict[str, list[torch.Tensor]] = {}
+        for n in nested:
+            size = self.spec[n.name].size
+            matrix = torch.zeros(group.size, size, size, dtype=torch.float64)  # source unit j -> inner cost
+            for i_axis, o_axis in n.axes:
+                if o_axis in rows_b:
+                    a = inside(self.rows_a[group.name][o_axis], i_axis, o_axis, n.unit, size)[n.unit]
+                    matrix += torch.einsum("rx,jsx->jrs", a, inside(rows_b[o_axis], i_axis, o_axis, n.unit, size)).double()
+            found[n.name] = [assign(m) for m in matrix]
+            rows, held = torch.arange(size), matrix.diagonal(dim1=1, dim2=2).sum(1)  # identity inside: counted in cost
+            best = torch.stack([m[rows, p].sum() for m, p in zip(matrix, found[n.name])])
+            old += matrix[current[n.unit]][rows, self.perms[n.name]].sum() - held[current[n.unit]]
+            cost[n.unit] += best - held
+        p = assign(cost)
+        new = cost[units, p].sum()
+        if new - old <= TOLERANCE * cost.abs().amax(1).sum():
+            return 0.0
+        self.perms[group.name] = p
+        for n in nested:
+            self.perms[n.name] = found[n.name][int(p[n.unit])]
+        return float(new - old)
+
+
+def weight_matching(
+    state_a: Mapping[str, torch.Tensor],
+    state_b: Mapping[str, torch.Tensor],
+    spec: PermutationSpec,
+    entries: Iterable[str] | None = None,
+    max_sweeps: int = 100,
+    seed: int = 0,
+) -> WeightMatch:
+    """Index permutations of B's groups maximizing the inner product with A over ``entries``, and how it went.
+
+    ``entries`` defaults to every permuted entry except BatchNorm running statistics (they are not
+    weights, and ``align`` recomputes nothing from them).
+    """
+    started = time.perf_counter()
+    chosen = set(entries) if entries is not None else {e for e in spec.axes_by_entry if not e.endswith(STATISTICS)}
+    matcher = Matcher(state_a, state_b, spec, chosen)
+    generator = torch.Generator().manual_seed(seed)
+    gain, sweeps = 0.0, 0
+    while sweeps < max_sweeps:
+        sweeps += 1
+        gains = [matcher.step(matcher.steps[i]) for i in torch.randperm(len(matcher.steps), generator=generator).tolist()]
+        gain += sum(gains)
+        if not any(gains):
+            break
+    seconds = time.perf_counter() - started
+    LOG.info("weight matching: %d sweeps, objective gain %.4g over the identity, %.2f s", sweeps, gain, seconds)
+    return WeightMatch(matcher.perms, sweeps, gain, seconds)
 
 
 def match_weights(
@@ -35,28 +143,5 @@ def match_weights(
     max_sweeps: int = 100,
     seed: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """Index permutations of B's groups maximizing the inner product with A over ``entries``.
-
-    ``entries`` defaults to every permuted entry except BatchNorm running statistics (they are not
-    weights, and ``align`` recomputes nothing from them).
-    """
-    chosen = set(entries) if entries is not None else {e for e in spec.axes_by_entry if not e.endswith(STATISTICS)}
-    axes = {g.name: [a for a in g.axes if a.entry in chosen] for g in spec.groups}
-    rows_a = {g.name: torch.cat([unit_rows(state_a[a.entry], a.dim, g.size) for a in axes[g.name]], 1) for g in spec.groups}
-    perms = identity(spec)
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(max_sweeps):
-        improved = False
-        for index in torch.randperm(len(spec.groups), generator=generator).tolist():
-            group = spec.groups[index]
-            rows_b = torch.cat([unit_rows(permute_entry(a.entry, state_b[a.entry], spec, perms, skip=group.name), a.dim, group.size)
-                                for a in axes[group.name]], 1)
-            cost = rows_a[group.name] @ rows_b.T
-            p = assign(cost)
-            rows = torch.arange(group.size)
-            old, new = cost[rows, perms[group.name]].double().sum(), cost[rows, p].double().sum()
-            if new - old > TOLERANCE * cost.abs().amax(1).double().sum():
-                perms[group.name], improved = p, True
-        if not improved:
-            break
-    return perms
+    """The permutations of ``weight_matching`` alone."""
+    return weight_matching(state_a, state_b, spec, entries, max_sweeps, seed).permutations
