@@ -43,6 +43,7 @@ COMMANDS = {
     "sweep": ("landscape_pl.commands.sweep:sweep", "DSS over thresholds x model pairs: mean normalized length and bead count vs L0"),
     "align": ("landscape_pl.commands.align:align", "permute the end network's units to match the start's (activations or weights); report"),
     "study": ("landscape_pl.commands.study:study", "the alignment study: endpoints, alignment, 4 curve classes, tables (resumable)"),
+    "stability": ("landscape_pl.commands.stability:stability", "stability to SGD noise: children spawned from a parent at steps k, error barrier vs k (resumable)"),
     "signature": ("landscape_pl.commands.signature:signature", "correlation signature between a midpoint (linear, or a curve's) and each endpoint"),
     "export": ("landscape_pl.commands.export:export", "write a network as weights.safetensors (spec and task in its metadata) to share it"),
     "spec": ("landscape_pl.commands.spec:spec", "print a checkpoint's permutation groups (name, size, entries/axes) and check them by permuting a copy"),
