@@ -60,8 +60,7 @@ def log_path(experiment, rows: Sequence[Row], summary: dict, prefix: str, step: 
                 experiment.add_scalar(f"{prefix}/{split}/loss", row.loss, index)
                 if row.accuracy is not None:
                     experiment.add_scalar(f"{prefix}/{split}/accuracy", row.accuracy, index)
-        first = next(iter(summary), None)
-        for index, row in enumerate(r for r in rows if r.split == first):
+        for index, row in enumerate(r for r in rows if r.split == rows[0].split):
             for name, value in row.extras.items():
                 experiment.add_scalar(f"{prefix}/{name}", value, index)
     experiment.add_figure(f"{prefix}/profile", path_figure(rows, prefix), step, close=True)

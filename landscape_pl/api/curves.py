@@ -29,6 +29,7 @@ from landscape_pl.io import read_checkpoint, write_json
 from landscape_pl.labels import short
 from landscape_pl.modules.curve import load_curve
 from landscape_pl.paths import Row
+from landscape_pl.paths.curvature import HessianSettings, described
 from landscape_pl.paths.fixups import Fixup
 from landscape_pl.paths.grid import t_grid
 from landscape_pl.paths.settings import EvalSettings
@@ -82,8 +83,10 @@ def evaluate_curve(
     accelerator: str = "auto",
     progress: bool = True,
     fixups: Sequence[Fixup] = (),
+    hessian: HessianSettings | dict | None = None,
 ) -> PathResult:
-    """Loss and accuracy of a trained curve at ``t`` (default: ``points`` evenly spaced on [0, 1]).
+    """Loss and accuracy of a trained curve at ``t`` (default: ``points`` evenly spaced on [0, 1]);
+    ``hessian`` adds curvature at each t to the rows' extras (as ``interpolate``).
 
     Under torchrun the grid is split across ranks and every rank gets all rows.
     """
@@ -92,9 +95,9 @@ def evaluate_curve(
     network, path = given.module.evaluation_path()
     ts = [float(v) for v in t] if t else t_grid(0.0, 1.0, points)
     path.check(ts)
-    settings = EvalSettings(tuple(splits), bn_batches, accelerator, progress, list(fixups))
+    settings = EvalSettings(tuple(splits), bn_batches, accelerator, progress, list(fixups), hessian=hessian)
     rows = settings.evaluation(given.data, given.module.task).path(network, path, ts, desc="curve")
-    summary = {"curve": given.label, **curve_summary(rows, given.training_loss)}
+    summary = {"curve": given.label, **described(settings.hessian), **curve_summary(rows, given.training_loss)}
     return PathResult(rows, summary, f"curve {short(given.label)}", "curve")
 
 

@@ -20,6 +20,7 @@ from landscape_pl.io import read_path_csv
 from landscape_pl.labels import short
 from landscape_pl.layout import resolve_init
 from landscape_pl.paths import Row, line
+from landscape_pl.paths.curvature import HessianSettings, described
 from landscape_pl.paths.fixups import Fixup
 from landscape_pl.paths.grid import t_grid
 from landscape_pl.paths.settings import EvalSettings
@@ -47,7 +48,8 @@ class PathResult(Result):
 
     def split_summary(self) -> dict:
         """The per-split part of the summary (what TensorBoard shows as scalars)."""
-        return {split: numbers for split, numbers in self.summary.items() if isinstance(numbers, dict)}
+        splits = {row.split for row in self.rows}
+        return {split: numbers for split, numbers in self.summary.items() if split in splits and isinstance(numbers, dict)}
 
     def write(self, folder: Path, tensorboard: bool) -> None:
         write_path_report(self.rows, folder, self.summary, title=self.title)
@@ -76,6 +78,7 @@ def interpolate(
     accelerator: str = "auto",
     progress: bool = True,
     fixups: Sequence[Fixup] = (),
+    hessian: HessianSettings | dict | None = None,
 ) -> PathResult:
     """Loss and accuracy of θ(t) = (1 - t) θ_start + t θ_end at every t (default: 31 points on [-1, 2]).
 
@@ -84,7 +87,9 @@ def interpolate(
     saved with the end's run). ``move``: all, weights, biases, or a regular expression on entry names;
     entries that do not move stay at the ``hold`` end. BatchNorm statistics are recomputed at each t on
     ``bn_batches`` training batches (None: a full pass; 0: off), then each of ``fixups`` runs
-    (``paths.fixups``). Under torchrun the t grid is split across ranks and every rank gets all rows.
+    (``paths.fixups``); ``hessian`` (HessianSettings or a dict of its fields) adds the top Hessian
+    eigenvalues and trace at each t to every row's ``extras``. Under torchrun the t grid is split
+    across ranks and every rank gets all rows.
     """
     join_launched_group()
     if isinstance(start, (str, Path)) and isinstance(end, (str, Path)):
@@ -92,10 +97,11 @@ def interpolate(
     a, b = as_network(start, "start"), as_network(end, "end")
     ts = [float(v) for v in t] if t is not None else t_grid(-1.0, 2.0, 31)
     datamodule = as_data(data, a, b)
-    settings = EvalSettings(tuple(splits), bn_batches, accelerator, progress, list(fixups))
+    settings = EvalSettings(tuple(splits), bn_batches, accelerator, progress, list(fixups), hessian=hessian)
     path = line(a.module.state_dict(), b.module.state_dict(), [n for n, _ in a.module.named_parameters()], move, hold,
                 (a.label, b.label))
     network = a.module.to(settings.device)
     rows = settings.evaluation(datamodule, task_of(datamodule, a, b)).path(network, path, ts, desc="interpolate")
-    summary = {"start": a.label, "end": b.label, "move": move, "hold": hold, **path_summary(rows, mli_tolerance)}
+    summary = {"start": a.label, "end": b.label, "move": move, "hold": hold, **described(settings.hessian),
+               **path_summary(rows, mli_tolerance)}
     return PathResult(rows, summary, f"{short(a.label)} → {short(b.label)} ({move})", "interpolate")

@@ -25,6 +25,7 @@ from landscape_pl.io import write_json
 from landscape_pl.labels import distinct_labels
 from landscape_pl.layout import component, components, init_beside, newest_last
 from landscape_pl.paths import Row
+from landscape_pl.paths.curvature import HessianSettings
 from landscape_pl.paths.grid import t_grid
 from landscape_pl.reporting import write_table
 
@@ -200,8 +201,10 @@ def mli(
     bn_batches: int | None = None,
     accelerator: str = "auto",
     progress: bool = True,
+    hessian: HessianSettings | dict | None = None,
 ) -> MLIResult:
-    """For each run, the line from its initialization to its final weights in every variant.
+    """For each run, the line from its initialization to its final weights in every variant
+    (``hessian``: curvature at each t in every path's rows, as ``interpolate``).
 
     A run is a final checkpoint (its init.ckpt lies beside it), a run folder (its newest last.ckpt),
     or an (initialization, final) pair of nn.Modules or checkpoints.
@@ -215,7 +218,7 @@ def mli(
         bias = last_layer_bias(as_network(final, "final").module)
         for variant in variants:
             path = interpolate(init, final, data, t_grid(0.0, 1.0, points), variant, "end", bn_batches, splits, mli_tolerance,
-                               accelerator, progress)
+                               accelerator, progress, hessian=hessian)
             paths[(label, variant)] = path
             table += report_rows(label, variant, path.rows, path.summary, plateau_tolerance, bias)
     return MLIResult(table, paths, sources, plateau_tolerance)

@@ -26,11 +26,12 @@ from landscape_pl.data.loaders import Data, as_datamodule
 from landscape_pl.data.saved import resolve_data
 from landscape_pl.distributed import join_launched_group
 from landscape_pl.errors import LandscapeError
-from landscape_pl.io import write_json
+from landscape_pl.io import extra_columns, write_json
 from landscape_pl.labels import distinct_labels, short, unambiguous
 from landscape_pl.modules.curve import load_curve
 from landscape_pl.paths import Anchors, Row
 from landscape_pl.paths.anchors import StateDict
+from landscape_pl.paths.curvature import HessianSettings, described
 from landscape_pl.paths.curves import Curve
 from landscape_pl.paths.fixups import Fixup
 from landscape_pl.paths.grid import t_grid
@@ -144,11 +145,14 @@ def project_path(plane: Plane, curve: Curve, points: int) -> list[dict]:
 
 
 def write_grid_csv(rows: list[Row], path: Path) -> None:
+    """``x,y,split,loss,accuracy`` and one column per extra (curvature)."""
+    extras = extra_columns(rows)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["x", "y", "split", "loss", "accuracy"])
+        writer.writerow(["x", "y", "split", "loss", "accuracy", *extras])
         for r in rows:
-            writer.writerow([repr(r.key[0]), repr(r.key[1]), r.split, repr(r.loss), "" if r.accuracy is None else repr(r.accuracy)])
+            writer.writerow([repr(r.key[0]), repr(r.key[1]), r.split, repr(r.loss), "" if r.accuracy is None else repr(r.accuracy),
+                             *("" if r.extras.get(name) is None else repr(r.extras[name]) for name in extras)])
 
 
 def plane_figure(rows: list[Row], xs: list[float], ys: list[float], marks: list[tuple[str, tuple[float, float]]],
@@ -206,6 +210,7 @@ def plane(
     accelerator: str = "auto",
     progress: bool = True,
     fixups: Sequence[Fixup] = (),
+    hessian: HessianSettings | dict | None = None,
 ) -> PlaneResult:
     """Loss and accuracy on a ``points`` x ``points`` grid of a plane.
 
@@ -214,7 +219,8 @@ def plane(
     ``curve_ckpt`` (a trained CurveModule/PAMModule or its checkpoint: the plane through its start,
     end and control point ``curve_control``, with the curve's own path at ``curve_points`` t drawn on
     it). ``curve`` draws other networks (or one CSV with a ``checkpoint`` column) on the plane. The
-    grid covers the anchors plus ``margin`` of their extent on every side.
+    grid covers the anchors plus ``margin`` of their extent on every side. ``hessian`` adds curvature
+    at each grid point to its rows' extras (columns of plane.csv).
     """
     join_launched_group()
     given = [flag for flag, value in (("--networks", networks), ("--center", center), ("--curve_ckpt", curve_ckpt))
@@ -259,7 +265,7 @@ def plane(
     else:
         datamodule = as_data(data, loaded[0])
         task = task_of(datamodule, loaded[0])
-    settings = EvalSettings(tuple(splits), bn_batches, accelerator, progress, list(fixups))
+    settings = EvalSettings(tuple(splits), bn_batches, accelerator, progress, list(fixups), hessian=hessian)
     network = network.to(settings.device)
     evaluation = settings.evaluation(datamodule, task)
     keys = [(x, y) for y in ys for x in xs] + list(surface.anchor_points)
@@ -278,6 +284,7 @@ def plane(
     summary = {
         "networks": [str(p) for p in paths],
         "kind": kind,
+        **described(settings.hessian),
         **({"curve_ckpt": str(curve_ckpt) if isinstance(curve_ckpt, (str, Path)) else "curve", "curve_control": curve_control}
            if curve_ckpt is not None else {}),
         "anchors": [{"label": name, "x": x, "y": y, **{f"{r.split}_loss": r.loss for r in anchor_rows if r.key == (x, y)},
