@@ -16,6 +16,7 @@ from landscape_pl.api import curves
 from landscape_pl.data.base import LandscapeDataModule
 from landscape_pl.distributed import on_rank_zero
 from landscape_pl.io import save_network
+from landscape_pl.paths.curvature import HessianSettings
 
 
 def curve(
@@ -29,6 +30,7 @@ def curve(
     accelerator: str = "auto",
     tensorboard: bool = True,
     progress: bool = True,
+    hessian: HessianSettings | None = None,
 ) -> dict:
     """Evaluate a trained curve on a grid of t; write path.csv, summary.json, path.png (rank 0).
 
@@ -44,8 +46,10 @@ def curve(
         accelerator: cpu, cuda or auto.
         tensorboard: also log the numbers and the figure to TensorBoard.
         progress: show a progress bar.
+        hessian: curvature at every point on a seeded training subset, as extra columns (e.g.
+            ``--hessian.top_k 2 --hessian.trace_samples 10 --hessian.subset 256``); default none.
     """
-    result = curves.evaluate_curve(ckpt, data, t, points, splits, bn_batches, accelerator, progress)
+    result = curves.evaluate_curve(ckpt, data, t, points, splits, bn_batches, accelerator, progress, hessian=hessian)
     result.save(out, tensorboard)
     on_rank_zero(lambda: print(f"wrote {Path(out) / 'path.csv'}, summary.json and path.png"))
     return result.summary

@@ -11,6 +11,7 @@ from typing import Literal
 from landscape_pl.api import lines
 from landscape_pl.data.base import LandscapeDataModule
 from landscape_pl.distributed import on_rank_zero
+from landscape_pl.paths.curvature import HessianSettings
 from landscape_pl.paths.grid import t_grid
 
 
@@ -30,6 +31,7 @@ def interpolate(
     accelerator: str = "auto",
     tensorboard: bool = True,
     progress: bool = True,
+    hessian: HessianSettings | None = None,
 ) -> dict:
     """Evaluate θ(t) = (1 - t) θ_start + t θ_end on a grid of t; write path.csv, summary.json, path.png (rank 0).
 
@@ -50,9 +52,11 @@ def interpolate(
         accelerator: cpu, cuda or auto.
         tensorboard: also log the numbers and the figure to TensorBoard.
         progress: show a progress bar.
+        hessian: curvature at every point on a seeded training subset, as extra columns (e.g.
+            ``--hessian.top_k 2 --hessian.trace_samples 10 --hessian.subset 256``); default none.
     """
     result = lines.interpolate(start, end, data, t_grid(t_min, t_max, points), move, hold, bn_batches, splits, mli_tolerance,
-                               accelerator, progress)
+                               accelerator, progress, hessian=hessian)
     result.save(out, tensorboard)
     on_rank_zero(lambda: print(f"wrote {Path(out) / 'path.csv'}, summary.json and path.png"))
     return result.summary

@@ -11,6 +11,7 @@ from typing import Literal
 from landscape_pl.api.mli import Variant
 from landscape_pl.api.mli import mli as interpolate_from_init
 from landscape_pl.data.base import LandscapeDataModule
+from landscape_pl.paths.curvature import HessianSettings
 
 
 def mli(
@@ -26,6 +27,7 @@ def mli(
     accelerator: str = "auto",
     tensorboard: bool = True,
     progress: bool = True,
+    hessian: HessianSettings | None = None,
 ) -> dict:
     """For each run, the line from its saved init.ckpt to its final weights, per variant; writes mli.csv,
     mli.md (one table), mli.json and mli.png (all profiles), and each path's files under ``out/<run>/<variant>``.
@@ -43,8 +45,11 @@ def mli(
         accelerator: cpu, cuda or auto.
         tensorboard: also log the figure and the table's numbers.
         progress: show progress bars.
+        hessian: curvature at every point on a seeded training subset, as extra columns (e.g.
+            ``--hessian.top_k 2 --hessian.trace_samples 10 --hessian.subset 256``); default none.
     """
-    result = interpolate_from_init(runs, data, points, variants, splits, plateau_tolerance, mli_tolerance, bn_batches, accelerator, progress)
+    result = interpolate_from_init(runs, data, points, variants, splits, plateau_tolerance, mli_tolerance, bn_batches, accelerator, progress,
+                                  hessian=hessian)
     result.save(out, tensorboard)
     print((Path(out) / "mli.md").read_text())
     return result.summary

@@ -11,6 +11,7 @@ from pathlib import Path
 from landscape_pl.api import planes
 from landscape_pl.data.base import LandscapeDataModule
 from landscape_pl.distributed import on_rank_zero
+from landscape_pl.paths.curvature import HessianSettings
 
 
 def plane(
@@ -32,6 +33,7 @@ def plane(
     accelerator: str = "auto",
     tensorboard: bool = True,
     progress: bool = True,
+    hessian: HessianSettings | None = None,
 ) -> dict:
     """Loss and accuracy on a ``points`` x ``points`` grid of a plane; writes plane.csv, plane.json, plane.png (rank 0).
 
@@ -56,10 +58,12 @@ def plane(
         accelerator: cpu, cuda or auto.
         tensorboard: also log the figure to TensorBoard.
         progress: show a progress bar.
+        hessian: curvature at every point on a seeded training subset, as extra columns (e.g.
+            ``--hessian.top_k 2 --hessian.trace_samples 10 --hessian.subset 256``); default none.
     """
     result = planes.plane(networks, center, curve_ckpt, data, points, margin, span, seed, splits,
                           curve, curve_control, curve_points, labels, bn_batches,
-                          accelerator, progress)
+                          accelerator, progress, hessian=hessian)
     result.save(out, tensorboard)
     on_rank_zero(lambda: print(f"wrote {Path(out) / 'plane.csv'}, plane.json and plane.png"))
     return result.summary
