@@ -59,7 +59,7 @@ class StabilityResult(Result):
     summary: dict
 
     @classmethod
-    def load(cls, folder: str | Path) -> "StabilityResult":
+    def load(cls, folder: str | Path) -> StabilityResult:
         folder = Path(folder)
         with (folder / "stability.csv").open(newline="") as handle:
             rows = [{**row, "step": int(row["step"]), **{k: float(row[k]) if row[k] else None for k in NUMBERS}}
