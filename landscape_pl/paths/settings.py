@@ -27,6 +27,9 @@ class EvalSettings:
         accelerator: cpu, cuda, gpu, auto, or a torch.device.
         progress: show progress bars.
         fixups: further per-point fix-ups, run after BatchNorm recomputation.
+        repair: REPAIR at each point after BatchNorm recomputation (``paths.repair``): every hidden unit
+            given the mixture of the path's networks' mean and std, measured on ``bn_batches``
+            training batches (all when None or 0).
         hessian: curvature measured at each point after the fix-ups (HessianSettings, a dict of its
             fields, or None for none): extra columns of every row.
     """
@@ -37,6 +40,7 @@ class EvalSettings:
     progress: bool = True
     fixups: Sequence[Fixup] = field(default_factory=list)
     hessian: HessianSettings | dict | None = None
+    repair: bool = False
 
     def __post_init__(self) -> None:
         self.hessian = hessian_settings(self.hessian)
@@ -55,6 +59,7 @@ class EvalSettings:
             bn_batches=self.bn_batches,
             progress=self.progress,
             fixups=list(self.fixups),
+            repair=self.repair,
             measures=[] if self.hessian is None else [HessianProbe(
                 self.hessian, training_subset(data, self.hessian.subset, self.hessian.seed, "hessian subset"), task)],
         )
