@@ -21,7 +21,9 @@ def activation(name: str) -> nn.Module:
 class MLP(Architecture):
     """Flatten, then ``widths`` hidden layers with one activation, then a linear read-out.
 
-    Kept as one ``nn.Sequential`` so that permutation specs are derived from it automatically.
+    ``batchnorm`` puts a BatchNorm1d between each hidden Linear and its activation (the deep BatchNorm
+    MLP of REPAIR's experiments). Kept as one ``nn.Sequential`` so that permutation specs are derived
+    from it automatically.
     """
 
     def __init__(
@@ -31,12 +33,13 @@ class MLP(Architecture):
         num_outputs: int = 10,
         activation: str = "relu",
         bias: bool = True,
+        batchnorm: bool = False,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         sizes = [in_features, *widths]
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Linear(fan_in, fan_out, bias=bias), _activation(activation)]
+            layers += [nn.Linear(fan_in, fan_out, bias=bias), *([nn.BatchNorm1d(fan_out)] if batchnorm else []), _activation(activation)]
         layers.append(nn.Linear(sizes[-1], num_outputs, bias=bias))
         self.layers = nn.Sequential(*layers)
 
