@@ -89,13 +89,16 @@ def test_functional_gates_merge_the_gated_units() -> None:
     assert {Axis("conv.weight", 0), Axis("gate.weight", 0), Axis("gate.weight", 1), Axis("out.weight", 1)} <= set(spec["stream0"].axes)
 
 
-class GroupNormed(nn.Module):
+class GroupNormedCat(nn.Module):
+    """A GroupNorm over two concatenated convolutions: its groups would straddle both, which is not derived."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.conv, self.norm, self.fc = nn.Conv2d(3, 8, 3), nn.GroupNorm(2, 8), nn.Linear(8, 2)
+        self.left, self.right = nn.Conv2d(3, 4, 3), nn.Conv2d(3, 4, 3)
+        self.norm, self.fc = nn.GroupNorm(2, 8), nn.Linear(8, 2)
 
     def forward(self, x):
-        return self.fc(self.norm(self.conv(x)).mean((2, 3)))
+        return self.fc(self.norm(torch.cat([self.left(x), self.right(x)], 1)).mean((2, 3)))
 
 
 class Rolled(nn.Module):
@@ -108,8 +111,9 @@ class Rolled(nn.Module):
 
 
 def test_what_the_derivation_cannot_follow_is_refused_naming_the_node() -> None:
-    with pytest.raises(LandscapeError, match=r"graph node norm \(call_module norm.*GroupNorm with 2 groups.*permutation_spec\(self\)"):
-        spec_of(GroupNormed())
+    with pytest.raises(LandscapeError, match=r"GroupNormedCat: graph node norm \(call_module norm, in module norm\).*2 groups of "
+                                             r"channels over a concatenation.*permutation_spec\(self\)"):
+        spec_of(GroupNormedCat())
     with pytest.raises(LandscapeError, match=r"graph node roll \(call_function roll, in module <top>\).*register"):
         spec_of(Rolled())
 

@@ -64,11 +64,27 @@ POOL_NAMES = {"max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2
               "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool2d"}
 REDUCE_NAMES = {"mean", "sum", "amax", "amin"}
 RESHAPE_NAMES = {"view", "reshape", "flatten", "unflatten"}
+SPLIT_NAMES = {"split", "chunk", "tensor_split", "split_with_sizes"}
+MATMUL_NAMES = {"matmul", "bmm"}
 NORM_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
 
 
+class Refused(Exception):
+    """An operation the derivation cannot follow (the interpreter adds the node)."""
+
+
 class Spaces:
-    """Union-find over unit spaces: size, pinned, the axes recorded on each, the layers that created it."""
+    """Union-find over unit spaces: size, pinned, the axes recorded on each, the layers that created it.
+
+    A space can be *structured*, which restricts its permutations to those of its components:
+    ``("concat", parts)``: consecutive slices, each its own space (the query/key/value rows of one
+    stacked projection, split apart); ``("nest", heads, inners, within)``: ``heads`` blocks of equal
+    size, permuted as wholes, and inside block i the units of ``inners[i]`` (attention heads, the
+    groups of a GroupNorm or a grouped convolution); ``("within", nest)``: the per-head dimension of
+    a tensor whose heads are on another dimension (``q.view(B, T, h, d)``'s last one). Axes recorded
+    on a structured space are handed to its components when the spec is built; a structured space
+    is never a group itself.
+    """
 
     def __init__(self) -> None:
         self.parent: list[int] = []
@@ -76,6 +92,9 @@ class Spaces:
         self.pinned: list[bool] = []
         self.axes: list[list[tuple[int, Axis]]] = []
         self.producers: list[list[str]] = []
+        self.label: dict[int, str] = {}
+        self.kind: dict[int, tuple] = {}
+        self.heads: list[int] = []
         self.recorded = 0
 
     def new(self, size: int, pinned: bool = False, producer: str | None = None) -> int:
@@ -100,32 +119,159 @@ class Spaces:
             raise ValueError(f"{self.size[a]} units against {self.size[b]}")
         a, b = min(a, b), max(a, b)  # the older space stays the root: groups keep forward order
         self.parent[b] = a
-        self.pinned[a] = self.pinned[a] or self.pinned[b]
         self.axes[a] += self.axes[b]
         self.producers[a] += self.producers[b]
+        if b in self.label:
+            self.label.setdefault(a, self.label[b])
+        kinds = self.kind.get(a), self.kind.get(b)
+        if kinds[0] is None and kinds[1] is not None:
+            self.kind[a] = kinds[1]
+        elif kinds[0] is not None and kinds[1] is not None:
+            self.merge(*kinds)
+        if self.pinned[a] or self.pinned[b]:
+            self.pin(a)
+
+    def merge(self, a: tuple, b: tuple) -> None:
+        """The components of two structured spaces that became one are the same units."""
+        if a[0] != b[0] or (a[0] == "concat" and [self.size[p] for p in a[1]] != [self.size[p] for p in b[1]]):
+            raise Refused(f"the same units are structured in two ways ({describe(self, a)} and {describe(self, b)})")
+        if a[0] == "concat":
+            for p, q in zip(a[1], b[1]):
+                self.union(p, q)
+        elif a[0] == "nest":
+            self.union(a[1], b[1])
+            for p, q in zip(a[2], b[2]):
+                self.union(p, q)
+            self.union(a[3], b[3])
+        else:
+            self.union(a[1], b[1])
+
+    def components(self, r: int) -> list[int]:
+        kind = self.kind.get(r)
+        if kind is None:
+            return []
+        if kind[0] == "concat":
+            return list(kind[1])
+        if kind[0] == "nest":
+            return [kind[1], *kind[2], kind[3]]
+        return list(self.kind[self.find(kind[1])][2])
 
     def record(self, s: int, axis: Axis) -> None:
         self.recorded += 1
-        self.axes[self.find(s)].append((self.recorded, axis))
+        self.axes[self.shared(s)].append((self.recorded, axis))
+
+    def shared(self, s: int) -> int:
+        """A per-head dimension that a parameter meets is permuted alike in every head: unify them; the root to record on."""
+        r = self.find(s)
+        if self.kind.get(r, ("",))[0] != "within":
+            return r
+        inners = self.kind[self.find(self.kind[r][1])][2]
+        for inner in inners[1:]:
+            self.union(inners[0], inner)
+        return self.find(r)
 
     def pin(self, s: int) -> None:
-        self.pinned[self.find(s)] = True
+        r = self.find(s)
+        self.pinned[r] = True
+        for c in self.components(r):
+            if not self.pinned[self.find(c)]:
+                self.pin(c)
+
+    def is_pinned(self, s: int) -> bool:
+        r = self.find(s)
+        if self.pinned[r]:
+            return True
+        kind = self.kind.get(r)
+        if kind is None:
+            return False
+        parts = [c for c in self.components(r) if kind[0] != "nest" or c != kind[3]]
+        return all(self.is_pinned(c) for c in parts)
+
+    def structure(self, s: int, kind: tuple) -> None:
+        """Make plain space ``s`` structured (its components are new spaces, pinned if it is)."""
+        r = self.find(s)
+        self.kind[r] = kind
+        if self.pinned[r]:
+            self.pin(r)
+
+    def nest(self, s: int, heads: int, names: tuple[str, str]) -> int:
+        """Space ``s`` as ``heads`` equal blocks (reusing its structure if it has that one); returns its root."""
+        r = self.find(s)
+        kind = self.kind.get(r)
+        if kind is not None:
+            if kind[0] != "nest" or self.size[self.find(kind[1])] != heads:
+                raise Refused(f"{self.size[r]} units are split into {heads} blocks but are already {describe(self, kind)}")
+            return r
+        if self.size[r] % heads:
+            raise Refused(f"{self.size[r]} units cannot be split into {heads} equal blocks")
+        inner = self.size[r] // heads
+        h = self.new(heads, producer=names[0])
+        self.heads.append(h)
+        inners = [self.new(inner, producer=names[1].format(i)) for i in range(heads)]
+        within = self.new(inner)
+        self.kind[within] = ("within", r)
+        self.structure(r, ("nest", h, inners, within))
+        return r
+
+    def cut(self, s: int, sizes: list[int]) -> list[int]:
+        """Space ``s`` as consecutive slices of ``sizes`` units: its parts (existing ones if it is cut so already)."""
+        r = self.find(s)
+        kind = self.kind.get(r)
+        if kind is not None:
+            if kind[0] == "concat" and [self.size[self.find(p)] for p in kind[1]] == sizes:
+                return list(kind[1])
+            raise Refused(f"a slice of {sizes} units cuts {describe(self, kind)}")
+        parts = [self.new(n) for n in sizes]
+        for p in parts:
+            self.producers[p] = list(self.producers[r])
+        self.structure(r, ("concat", parts))
+        return parts
+
+    def leaves(self, s: int, axis: Axis) -> list[tuple[int, Axis]]:
+        """The plain spaces an axis recorded on ``s`` acts on, with their own axes (offsets, blocks)."""
+        r = self.find(s)
+        kind = self.kind.get(r)
+        if kind is None:
+            return [(r, axis)]
+        result = []
+        if kind[0] == "concat":
+            offset = axis.offset
+            for p in kind[1]:
+                result += self.leaves(p, Axis(axis.entry, axis.dim, axis.block, offset))
+                offset += self.size[self.find(p)] * axis.block
+        elif kind[0] == "nest":
+            inner = self.size[self.find(kind[2][0])]
+            result += self.leaves(kind[1], Axis(axis.entry, axis.dim, axis.block * inner, axis.offset))
+            for i, p in enumerate(kind[2]):
+                result += self.leaves(p, Axis(axis.entry, axis.dim, axis.block, axis.offset + i * inner * axis.block))
+        else:
+            result += self.leaves(self.kind[self.find(kind[1])][2][0], axis)
+        return result
 
 
-class Refused(Exception):
-    """An operation the derivation cannot follow (the interpreter adds the node)."""
+def describe(spaces: Spaces, kind: tuple) -> str:
+    if kind[0] == "concat":
+        return f"slices of {[spaces.size[spaces.find(p)] for p in kind[1]]} units"
+    if kind[0] == "nest":
+        return f"{spaces.size[spaces.find(kind[1])]} blocks of {spaces.size[spaces.find(kind[2][0])]} units"
+    return "the dimension inside attention heads"
 
 
 class Derivation(fx.Interpreter):
     """Runs the traced network on the example, annotating every tensor with its dims' layouts."""
 
-    def __init__(self, graph: fx.GraphModule, outputs_of: dict[fx.Node, str]) -> None:
+    def __init__(self, graph: fx.GraphModule, outputs_of: dict[fx.Node, str], state: dict[str, torch.Tensor]) -> None:
         super().__init__(graph)
         self.extra_traceback = False  # our refusals name the node already; fx's addition is a raw graph dump
         self.spaces = Spaces()
         self.layout: dict[fx.Node, Any] = {}
         self.outputs_of = outputs_of
         self.modules = dict(graph.named_modules())
+        self.names: dict[int, str] = {}  # id of a parameter or buffer -> its state-dict name (the first one, for a tied tensor)
+        for name, tensor in state.items():
+            self.names.setdefault(id(tensor), name)
+        self.shapes = {name: tensor.shape for name, tensor in state.items()}
+        self.bound: dict[ParamDim, Layout] = {}  # a parameter dimension met by units is those units from then on
 
     # layouts -------------------------------------------------------------------------------
     def fresh(self, shape: Sequence[int]) -> Annotation:
@@ -136,7 +282,50 @@ class Derivation(fx.Interpreter):
         return sum(self.spaces.size[self.spaces.find(s)] * b for s, b in layout)
 
     def pinned(self, layout: Layout) -> bool:
-        return isinstance(layout, tuple) and all(self.spaces.pinned[self.spaces.find(s)] for s, _ in layout)
+        return isinstance(layout, tuple) and all(self.spaces.is_pinned(s) for s, _ in layout)
+
+    def expand(self, layout: Segments) -> Segments:
+        """The segments of ``layout`` with sliced (concat) spaces replaced by their parts."""
+        result: list[tuple[int, int]] = []
+        for s, block in layout:
+            r = self.spaces.find(s)
+            kind = self.spaces.kind.get(r)
+            result += self.expand(tuple((p, block) for p in kind[1])) if kind and kind[0] == "concat" else [(r, block)]
+        return tuple(result)
+
+    def bounds(self, layout: Segments) -> list[int]:
+        """Where each segment of ``layout`` starts, and where the last one ends, in entries."""
+        ends = [0]
+        for s, block in layout:
+            ends.append(ends[-1] + self.spaces.size[self.spaces.find(s)] * block)
+        return ends
+
+    def cut(self, layout: Segments, positions: set[int]) -> Segments:
+        """``layout`` with a segment boundary at every entry position in ``positions`` (slicing spaces as needed)."""
+        result: list[tuple[int, int]] = []
+        layout = self.expand(layout)
+        ends = self.bounds(layout)
+        for (s, block), start, stop in zip(layout, ends, ends[1:]):
+            inside = sorted(p - start for p in positions if start < p < stop)
+            if not inside:
+                result.append((s, block))
+                continue
+            if any(p % block for p in inside):
+                raise Refused(f"a slice cuts through the {block} entries of one unit")
+            units = [0, *(p // block for p in inside), self.spaces.size[s]]
+            result += [(p, block) for p in self.spaces.cut(s, [b - a for a, b in zip(units, units[1:])])]
+        return tuple(result)
+
+    def pieces(self, layout: Layout, sizes: list[int]) -> list[Layout]:
+        """``layout`` split into consecutive pieces of ``sizes`` entries (a split, chunk or slice along it)."""
+        if not isinstance(layout, tuple):
+            raise Refused("a parameter dimension is split (declare the pieces as parameters of their own)")
+        if self.pinned(layout):
+            return [self.fresh([n])[0] for n in sizes]
+        ends = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+        layout = self.cut(layout, set(ends))
+        starts = self.bounds(layout)
+        return [tuple(seg for seg, at in zip(layout, starts) if a <= at < b) for a, b in zip(ends, ends[1:])]
 
     def unify(self, a: Layout, b: Layout) -> Layout:
         """Make two dimensions index the same units; returns the merged layout."""
@@ -148,6 +337,9 @@ class Derivation(fx.Interpreter):
             param, other = (a, b) if isinstance(a, ParamDim) else (b, a)
             if other == OPAQUE:
                 raise Refused(f"{param.entry} dim {param.dim} meets a dimension the derivation lost track of")
+            if param in self.bound:  # a shared (tied) parameter, or a layer called twice: both sides are the same units
+                return self.unify(self.bound[param], other)
+            self.bound[param] = other
             offset = 0
             for s, block in other:
                 self.spaces.record(s, Axis(param.entry, param.dim, block, offset))
@@ -158,10 +350,13 @@ class Derivation(fx.Interpreter):
             if other != OPAQUE and not self.pinned(other):
                 raise Refused("units meet a parameter dimension the derivation lost track of (reshaped)")
             return other
-        if [blk for _, blk in a] == [blk for _, blk in b] and [self.spaces.size[self.spaces.find(s)] for s, _ in a] == [
-            self.spaces.size[self.spaces.find(s)] for s, _ in b
-        ]:
-            for (s, _), (t, _) in zip(a, b):
+        pairs = self.matching(a, b)
+        if pairs is None and not (self.pinned(a) or self.pinned(b)) and self.length(a) == self.length(b):
+            ends = set(self.bounds(self.expand(a))) | set(self.bounds(self.expand(b)))  # slice both alike
+            a, b = self.cut(a, ends), self.cut(b, ends)
+            pairs = self.matching(a, b)
+        if pairs is not None:
+            for s, t in pairs:
                 self.spaces.union(s, t)
             return a
         if self.pinned(a) or self.pinned(b):
@@ -169,6 +364,15 @@ class Derivation(fx.Interpreter):
                 self.spaces.pin(s)
             return a
         raise Refused("two dimensions are made of different units (e.g. a concatenation added to one layer's output)")
+
+    def matching(self, a: Segments, b: Segments) -> list[tuple[int, int]] | None:
+        """The spaces of two layouts that must be the same units, if their segments match (as given, or sliced into parts)."""
+        for x, y in ((a, b), (self.expand(a), self.expand(b))):
+            if [blk for _, blk in x] == [blk for _, blk in y] and [self.spaces.size[self.spaces.find(s)] for s, _ in x] == [
+                self.spaces.size[self.spaces.find(s)] for s, _ in y
+            ]:
+                return [(s, t) for (s, _), (t, _) in zip(x, y)]
+        return None
 
     def broadcast(self, annotations: list[Annotation], shapes: list[Sequence[int]], out_shape: Sequence[int]) -> Annotation:
         """Elementwise over broadcast tensors: aligned dims (from the right) of size > 1 index the same units."""
@@ -213,27 +417,57 @@ class Derivation(fx.Interpreter):
             elif len(carrying) == 1 and isinstance(annotation[carrying[0]], ParamDim) and len(outs) == 1:
                 result.append(OPAQUE)
             elif len(ins) == 1 and isinstance(annotation[ins[0]], tuple) and len(annotation[ins[0]]) == 1:
-                (s, blk), = annotation[ins[0]]
-                lead = next(d for d in outs if out[d] > 1)
-                inner = math.prod(out[d] for d in outs if d > lead)
-                if blk % inner or out[lead] * inner != self.length(annotation[ins[0]]):
-                    raise Refused(f"a reshape splits units ({shape} -> {tuple(out)}), e.g. into attention heads")
-                result += [((s, blk // inner),) if d == lead else self.fresh([out[d]])[0] for d in outs]
+                result += self.split_units(annotation[ins[0]][0], [out[d] for d in outs], shape, out)
+            elif len(outs) == 1 and len(carrying) == 2 and carrying[1] == carrying[0] + 1 and (
+                    nest := self.heads_and_within(annotation[carrying[0]], annotation[carrying[1]])) is not None:
+                result.append(((nest, math.prod(shape[d] for d in ins if d > carrying[1])),))
             else:
                 raise Refused(f"a reshape mixes units with other dims ({tuple(shape)} -> {tuple(out)})")
         return tuple(result[: len(out)])
 
+    def split_units(self, segment: tuple[int, int], sizes: list[int], shape: Sequence[int], out: Sequence[int]) -> list[Layout]:
+        """One dim of units reshaped into ``sizes``: a block split off as positions, or heads and the dims inside each head."""
+        s, blk = segment
+        big = [i for i, n in enumerate(sizes) if n > 1]
+        inner = math.prod(sizes[big[0] + 1:])
+        if blk % inner == 0 and sizes[big[0]] * inner == self.length((segment,)):  # (B, C*H*W) -> (B, C, H, W)
+            return [((s, blk // inner),) if i == big[0] else self.fresh([n])[0] for i, n in enumerate(sizes)]
+        if len(big) >= 2 and sizes[big[0]] * sizes[big[1]] == self.spaces.size[self.spaces.find(s)] and \
+                math.prod(sizes[big[1] + 1:]) == blk:  # (B, T, h*d) -> (B, T, h, d): heads, and per head its own dims
+            path = self.module_path(self.node) or self.node.name
+            nest = self.spaces.nest(s, sizes[big[0]], (f"{path}.heads", f"{path}.head{{}}"))
+            heads, within = self.spaces.kind[nest][1], self.spaces.kind[nest][3]
+            return [((heads, 1),) if i == big[0] else ((within, 1),) if i == big[1] else self.fresh([n])[0] for i, n in enumerate(sizes)]
+        raise Refused(f"a reshape splits units in a way the derivation does not follow ({tuple(shape)} -> {tuple(out)})")
+
+    def tensor_layout(self, value: torch.Tensor) -> Annotation:
+        """A parameter or buffer: each dim a ParamDim of its state-dict entry; a tensor outside the state is a constant."""
+        entry = self.names.get(id(value))
+        return self.fresh(value.shape) if entry is None else tuple(ParamDim(entry, d) for d in range(value.dim()))
+
+    def heads_and_within(self, heads: Layout, within: Layout) -> int | None:
+        """The nested space whose heads are ``heads`` and whose per-head dims are ``within``, if they are that."""
+        if not (isinstance(heads, tuple) and isinstance(within, tuple) and len(heads) == len(within) == 1
+                and heads[0][1] == within[0][1] == 1):
+            return None
+        kind = self.spaces.kind.get(self.spaces.find(within[0][0]))
+        if kind is None or kind[0] != "within":
+            return None
+        nest = self.spaces.find(kind[1])
+        return nest if self.spaces.find(self.spaces.kind[nest][1]) == self.spaces.find(heads[0][0]) else None
+
     def params(self, module: nn.Module, prefix: str, names: Sequence[str]) -> dict[str, Annotation | None]:
-        """Layouts of a module's parameters and buffers, each dim a ParamDim."""
+        """Layouts of a module's parameters and buffers, each dim a ParamDim (a tied tensor under its first name)."""
         result: dict[str, Annotation | None] = {}
         for name in names:
             value = getattr(module, name, None)
-            result[name] = None if value is None else tuple(ParamDim(f"{prefix}{name}", d) for d in range(value.dim()))
+            result[name] = None if value is None else self.tensor_layout(value)
         return result
 
     # the interpreter -----------------------------------------------------------------------
     def run_node(self, n: fx.Node) -> Any:
         value = super().run_node(n)
+        self.node = n
         try:
             self.layout[n] = self.annotate(n, value)
         except Refused as error:
@@ -262,7 +496,7 @@ class Derivation(fx.Interpreter):
         if n.op == "placeholder":
             return self.fresh(value.shape) if isinstance(value, torch.Tensor) else None
         if n.op == "get_attr":
-            return tuple(ParamDim(str(n.target), d) for d in range(value.dim())) if isinstance(value, torch.Tensor) else None
+            return self.tensor_layout(self.fetch_attr(str(n.target))) if isinstance(value, torch.Tensor) else None
         if n.op == "output":
             for node in n.all_input_nodes:
                 self.pin_all(self.layout.get(node))
@@ -276,6 +510,8 @@ class Derivation(fx.Interpreter):
             return inner[n.args[1]] if isinstance(inner, list) else None
         if name in ("cat", "concat"):
             return self.cat(n, value)
+        if name in SPLIT_NAMES and isinstance(value, (tuple, list)) and isinstance(self.env.get(n.args[0]), torch.Tensor):
+            return self.split(n, value)
         if isinstance(value, torch.Size) or not isinstance(value, (torch.Tensor, tuple, list)):  # sizes, asserts: nothing to permute
             return None
         if not tensors:
@@ -328,7 +564,7 @@ class Derivation(fx.Interpreter):
             return self.layer_norm(self.first(n)[0], len(m.normalized_shape), p["weight"], p["bias"])
         if isinstance(m, nn.GroupNorm):
             p = self.params(m, path, ("weight", "bias"))
-            return self.group_norm(self.first(n)[0], self.env[n.args[0]], m.num_groups, p["weight"], p["bias"])
+            return self.group_norm(self.first(n)[0], self.env[n.args[0]], m.num_groups, p["weight"], p["bias"], str(n.target))
         if isinstance(m, nn.Embedding):
             return self.embedding(self.first(n)[0], self.params(m, path, ("weight",))["weight"], str(n.target))
         if isinstance(m, POOL_MODULES):
@@ -357,8 +593,7 @@ class Derivation(fx.Interpreter):
         return layout
 
     def size_of(self, dim: ParamDim) -> int:
-        owner, _, name = dim.entry.rpartition(".")
-        return getattr(self.module.get_submodule(owner), name).shape[dim.dim]
+        return self.shapes[dim.entry][dim.dim]
 
     def conv(self, x: Annotation, value: torch.Tensor, weight: Annotation, bias: Annotation | None, groups: int, producer: str) -> Annotation:
         channels = self.length(x[1]) if isinstance(x[1], tuple) else -1
@@ -371,10 +606,27 @@ class Derivation(fx.Interpreter):
             self.unify(weight[0], out)
             if bias is not None:
                 self.unify(bias[0], out)
-        else:
-            raise Refused(f"a grouped convolution ({groups} groups of {channels} channels) only permits permutations within "
-                          "and of whole groups, which the derivation does not derive")
+        else:  # groups of channels: whole groups move together (in and out); inside, the input channels of every group
+            # are permuted alike (the weight's input axis is shared by all groups) and each group's outputs on their own
+            nest = self.blocks(x[1], groups, (f"{producer}.groups", f"{producer}.inputs"))
+            _, heads, inners, _ = self.spaces.kind[nest]
+            for inner in inners[1:]:
+                self.spaces.union(inners[0], inner)
+            self.unify(weight[1], ((inners[0], 1),))
+            outputs = self.spaces.nest(self.spaces.new(value.shape[1]), groups, (f"{producer}.groups", f"{producer}.group{{}}"))
+            self.spaces.union(heads, self.spaces.kind[outputs][1])
+            out = ((outputs, 1),)
+            self.unify(weight[0], out)
+            if bias is not None:
+                self.unify(bias[0], out)
         return (x[0], out, *self.fresh(value.shape[2:]))
+
+    def blocks(self, layout: Layout, groups: int, names: tuple[str, str]) -> int:
+        """The units of ``layout`` as ``groups`` equal blocks (a nested space), for a grouped convolution or GroupNorm."""
+        segments = self.expand(layout) if isinstance(layout, tuple) else ()
+        if len(segments) != 1 or segments[0][1] != 1:
+            raise Refused(f"{groups} groups of channels over a concatenation or a flattened map: their blocks are not derived")
+        return self.spaces.nest(segments[0][0], groups, names)
 
     def layer_norm(self, x: Annotation, dims: int, weight: Annotation | None, bias: Annotation | None) -> Annotation:
         for param in (weight, bias):
@@ -382,10 +634,11 @@ class Derivation(fx.Interpreter):
                 self.unify(param[k], x[len(x) - dims + k])
         return x
 
-    def group_norm(self, x: Annotation, value: torch.Tensor, groups: int, weight: Annotation | None, bias: Annotation | None) -> Annotation:
+    def group_norm(self, x: Annotation, value: torch.Tensor, groups: int, weight: Annotation | None, bias: Annotation | None,
+                   producer: str) -> Annotation:
+        """Statistics per group of channels: whole groups may move, and channels inside each group."""
         if groups not in (1, value.shape[1]):
-            raise Refused(f"GroupNorm with {groups} groups of {value.shape[1] // groups} channels only permits permutations "
-                          "that keep each group's channels together, which the derivation does not derive")
+            self.blocks(x[1], groups, (f"{producer}.groups", f"{producer}.group{{}}"))
         for param in (weight, bias):
             if param is not None:
                 self.unify(param[0], x[1])
@@ -455,6 +708,10 @@ class Derivation(fx.Interpreter):
             return tuple(x[self.value(d) % xv.dim()] for d in order)
         if name in ("unsqueeze", "squeeze", "expand", "expand_as", "repeat") or (name == "getitem" and isinstance(xv, torch.Tensor)):
             return self.index_like(n, name, x, xv, value)
+        if name == "scaled_dot_product_attention":
+            return self.dot_product_attention(n, value)
+        if name in MATMUL_NAMES:
+            return self.matmul(x, xv, self.layout[n.args[1]], self.env[n.args[1]], value)
         if name == "linear":
             bias = n.args[2] if len(n.args) > 2 else n.kwargs.get("bias")
             return self.linear(x, self.layout[n.args[1]], self.layout.get(bias) if isinstance(bias, fx.Node) else None, str(n.args[1].target))
@@ -493,9 +750,62 @@ class Derivation(fx.Interpreter):
             elif isinstance(item, slice) and self.pinned(x[d]):
                 result.append(self.fresh([value.shape[len(result)]])[0])
                 d += 1
+            elif isinstance(item, slice) and item.step in (None, 1) and isinstance(x[d], tuple):  # qkv[..., :C]: a slice of units
+                start, stop, _ = item.indices(xv.shape[d])
+                result.append(self.pieces(x[d], [start, stop - start, xv.shape[d] - stop])[1])
+                d += 1
             else:
                 raise Refused(f"indexing with {item!r} selects some units of a dimension")
         return (*result, *x[d:])
+
+    def split(self, n: fx.Node, value: Sequence[torch.Tensor]) -> list[Annotation]:
+        """split/chunk: every piece keeps the other dims; along the split dim each is a slice of the units."""
+        x, xv = self.first(n)
+        dim = self.arg(n, 2, "dim", 0) % xv.dim()
+        pieces = self.pieces(x[dim], [v.shape[dim] for v in value])
+        return [(*x[:dim], piece, *x[dim + 1:]) for piece in pieces]
+
+    def dot_product_attention(self, n: fx.Node, value: torch.Tensor) -> Annotation:
+        """softmax(q kᵀ) v per head: query and key dims are the same units, key and value positions too.
+
+        With heads split off by a reshape (``q.view(B, T, h, d).transpose(1, 2)``), the heads of q, k
+        and v are one permutation, and inside head i the query/key dims (shared by q and k) and the
+        value dims (shared by v and what consumes the output) are permutations of their own.
+        """
+        q, k, v = (self.layout[self.arg_node(n, i, key)] for i, key in enumerate(("query", "key", "value")))
+        shapes = [self.env[self.arg_node(n, i, key)].shape for i, key in enumerate(("query", "key", "value"))]
+        qk = self.unify(q[-1], k[-1])
+        self.unify(k[-2], v[-2])
+        lead = self.broadcast([q[:-2], k[:-2], v[:-2]], [s[:-2] for s in shapes], value.shape[:-2])
+        mask = self.arg_node(n, 3, "attn_mask")
+        if isinstance(mask, fx.Node):
+            self.broadcast([self.layout[mask], (*lead, q[-2], k[-2])], [self.env[mask].shape, value.shape[:-1] + shapes[1][-2:-1]],
+                           value.shape[:-1] + shapes[1][-2:-1])
+        path = self.module_path(n) or n.name
+        if len(lead) and (nest := self.heads_and_within(lead[-1], qk)) is not None:
+            self.name_nest(nest, path, "qk")
+        if len(lead) and (nest := self.heads_and_within(lead[-1], v[-1])) is not None:
+            self.name_nest(nest, path, "v")
+        return (*lead, q[-2], v[-1])
+
+    def name_nest(self, nest: int, path: str, kind: str) -> None:
+        _, heads, inners, _ = self.spaces.kind[nest]
+        self.spaces.label[self.spaces.find(heads)] = f"{path}.heads"
+        for i, inner in enumerate(inners):
+            self.spaces.label[self.spaces.find(inner)] = f"{path}.head{i}.{kind}"
+
+    def arg_node(self, n: fx.Node, index: int, key: str) -> Any:
+        return n.args[index] if len(n.args) > index else n.kwargs.get(key)
+
+    def matmul(self, a: Annotation, av: torch.Tensor, b: Annotation, bv: torch.Tensor, value: torch.Tensor) -> Annotation:
+        """(..., n, m) @ (..., m, p): the contracted dims are the same units; a parameter's rows become a layer's units."""
+        if av.dim() < 2 or bv.dim() < 2:
+            raise Refused("a matrix product with a vector")
+        self.unify(a[-1], b[-2])
+        lead = self.broadcast([a[:-2], b[:-2]], [av.shape[:-2], bv.shape[:-2]], value.shape[:-2])
+        rows, columns = a[-2], b[-1]
+        rows, columns = (self.produce(d, None, d.entry) if isinstance(d, ParamDim) else d for d in (rows, columns))
+        return (*lead, rows, columns)
 
     def cat(self, n: fx.Node, value: torch.Tensor) -> Annotation:
         nodes = list(n.args[0]) if n.args else list(n.kwargs["tensors"])
@@ -557,7 +867,7 @@ def derive(network: nn.Module, example: torch.Tensor) -> PermutationSpec:
             raise LandscapeError(
                 f"cannot derive a permutation spec for {type(network).__name__}: torch.fx cannot trace it ({error}); {HOW_TO_DECLARE}"
             ) from None
-        derivation = Derivation(graph, tracer.outputs_of)
+        derivation = Derivation(graph, tracer.outputs_of, network.state_dict(keep_vars=True))
         with torch.no_grad(), FakeTensorMode(allow_non_fake_inputs=True):  # shapes only: no arithmetic is done
             derivation.run(example)
     finally:
@@ -569,25 +879,39 @@ NORM_NAMES = {"batch_norm", "layer_norm", "group_norm"}
 
 
 def build(d: Derivation, graph: fx.GraphModule, calls: dict[str, int]) -> PermutationSpec:
-    """Groups from the unpinned spaces that layers created, in forward order, with their probes."""
+    """Groups from the unpinned spaces that layers created, in forward order, with their probes.
+
+    Axes recorded on a structured space (sliced, or in blocks) go to its components first.
+    """
     spaces = d.spaces
-    roots = sorted({spaces.find(s) for s in range(len(spaces.parent))})
-    chosen = [r for r in roots if spaces.producers[r] and not spaces.pinned[r] and spaces.size[r] > 1 and spaces.axes[r]]
-    probes = find_probes(d, graph, calls, set(chosen))
+    for s in range(len(spaces.parent)):
+        if spaces.axes[spaces.find(s)]:
+            spaces.shared(s)
+    axes: dict[int, list[tuple[int, Axis]]] = {}
+    for root in sorted({spaces.find(s) for s in range(len(spaces.parent))}):
+        for order, axis in spaces.axes[root]:
+            for leaf, own in spaces.leaves(root, axis):
+                axes.setdefault(spaces.find(leaf), []).append((order, own))
+    chosen = [r for r in sorted(axes) if spaces.kind.get(r) is None and (spaces.producers[r] or r in spaces.label)
+              and not spaces.pinned[r] and spaces.size[r] > 1]
+    heads = {spaces.find(h) for h in spaces.heads}
+    probes = find_probes(d, graph, calls, set(chosen) - heads)
     groups: list[Group] = []
     streams = 0
     used: set[str] = set()
     for root in chosen:
         producers = list(dict.fromkeys(spaces.producers[root]))
-        if len(producers) == 1:
+        if root in spaces.label:
+            name = spaces.label[root]
+        elif len(producers) == 1:
             name = producers[0]
         else:
             name, streams = f"stream{streams}", streams + 1
         while name in used:
             name += "_"
         used.add(name)
-        axes = tuple(dict.fromkeys(axis for _, axis in sorted(spaces.axes[root], key=lambda pair: pair[0])))
-        groups.append(Group(name, spaces.size[root], axes, tuple(probes.get(root, ()))))
+        own = tuple(dict.fromkeys(axis for _, axis in sorted(axes[root], key=lambda pair: pair[0])))
+        groups.append(Group(name, spaces.size[root], own, tuple(probes.get(root, ()))))
     return PermutationSpec(tuple(groups))
 
 
