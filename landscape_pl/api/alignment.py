@@ -38,11 +38,12 @@ from landscape_pl.symmetry import (
     cross_correlations,
     from_lists,
     linear_midpoint,
-    match_weights,
     permute_network,
     signature,
     to_lists,
 )
+from landscape_pl.symmetry.activation import weight_matched
+from landscape_pl.symmetry.weight_matching import weight_matching
 
 
 @dataclass
@@ -158,9 +159,11 @@ def align(
     """Permute ``end``'s hidden units to match ``start``'s.
 
     ``method`` activation correlates the units' activations on a seeded ``fraction`` of the training
-    data; weight matches weights and needs no data. With data, the report holds each layer's mean
-    cross-correlation of corresponding units before and after, dead units, and (``points`` > 0) the
-    loss barriers of the straight lines start → end and start → aligned end on ``splits``.
+    data (groups without probes, an attention block's heads and head dims, are weight matched with the
+    others held; the report's ``weight_matched`` lists them); weight matches weights and needs no data
+    (the report's ``weight_matching`` holds its sweeps and objective gain). With data, the report holds
+    each probed layer's mean cross-correlation of corresponding units before and after, dead units, and
+    (``points`` > 0) the loss barriers of the straight lines start → end and start → aligned end on ``splits``.
     """
     if method not in ("activation", "weight"):
         raise LandscapeError(f"method must be 'activation' or 'weight', got {method!r}")
@@ -171,22 +174,25 @@ def align(
     datamodule = as_data(data, a, b) if has_data else None
     batches = alignment_batches(datamodule, fraction, seed) if datamodule is not None else None
     correlations = None
+    report: dict = {"start": a.label, "end": b.label, "method": method}
     if method == "activation":
         perms, correlations = align_activations(a.module, b.module, spec, batches, progress)
+        report["weight_matched"] = weight_matched(spec)
     else:
-        perms = match_weights(a.module.state_dict(), b.module.state_dict(), spec, [n for n, _ in a.module.named_parameters()])
+        match = weight_matching(a.module.state_dict(), b.module.state_dict(), spec, [n for n, _ in a.module.named_parameters()])
+        perms, report["weight_matched"] = match.permutations, list(spec.names)
+        report["weight_matching"] = {"sweeps": match.sweeps, "gain": match.gain}
         if batches is not None:
             correlations = cross_correlations(a.module, b.module, spec, batches, progress)
     perms = {name: p.cpu() for name, p in perms.items()}
     permuted = permute_network(b.module, spec, perms)
-    report: dict = {"start": a.label, "end": b.label, "method": method}
     if correlations is not None:
         before, after = signature(correlations), signature(correlations, perms)
         report |= {
             "fraction": fraction, "samples": len(batches.dataset),
-            "groups": {name: {"units": len(p), "before": before[name], "after": after[name],
+            "groups": {name: {"units": len(perms[name]), "before": before[name], "after": after[name],
                               "dead_start": correlations[name].dead_a, "dead_end": correlations[name].dead_b}
-                       for name, p in perms.items()},
+                       for name in correlations},
             "mean_correlation": {"before": sum(before.values()) / max(len(before), 1), "after": sum(after.values()) / max(len(after), 1)},
         }
     lines: dict[str, PathResult] = {}

@@ -2,7 +2,12 @@
 
 Both networks see the same batches; hooks at each group's probes reduce the activations of a batch
 to running sums (Σx, Σx², Σ x_a x_bᵀ per probe) as it passes, so memory is O(units²) per probe and
-no activation is kept beyond its batch. Conv channels are units and every position is a sample.
+no activation is kept beyond its batch. Units are on the probe's ``dim`` (1 for conv channels and MLP
+units, the last for a transformer's (batch, tokens, units)); every other position is a sample.
+
+Groups without probes (an attention block's heads and each head's query/key and value dims, which
+no module outputs) are weight matched with the probed groups held at their activation permutations:
+exact for a permuted copy, and said so (``weight_matched``, the ``align`` report's list).
 
 The paper aligns layers in order, each with the previous layer already permuted. Permuting layer
 l-1 of network B does not change the values of layer l's units (the network computes the same
@@ -16,13 +21,12 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 from tqdm.auto import tqdm
 
 from landscape_pl.symmetry.spec import PermutationSpec, Probe
+from landscape_pl.symmetry.weight_matching import assign, weight_matching
 
 # A unit whose variance is at most this fraction of its squared mean (std <= 0.1% of |mean|, or exactly 0)
 # is constant ("dead"); with shifted sums a truly constant unit has variance exactly 0.
@@ -59,12 +63,13 @@ class CrossStatistics:
         self.shift: dict[str, torch.Tensor] = {}
         self.buffers: dict[str, torch.Tensor] = {}
 
-    def rows(self, x: torch.Tensor, side: str) -> torch.Tensor:
-        """(units + 1, samples): shifted units of ``x`` (dim 1), batch and positions as samples, and a row of ones.
+    def rows(self, x: torch.Tensor, side: str, dim: int = 1) -> torch.Tensor:
+        """(units + 1, samples): shifted units of ``x`` (on ``dim``), batch and positions as samples, and a row of ones.
 
         Few, row-wise operations: on a busy CPU each tensor operation costs a thread synchronization,
         and reductions along rows are much faster than along the columns of (samples, units).
         """
+        x = x.movedim(dim, 1)  # a view: (batch, units, positions or tokens...)
         n = x.shape[1]
         view = x.reshape(x.shape[0], n, -1).transpose(0, 1)
         if side not in self.shift:
@@ -110,7 +115,8 @@ def hook(module: nn.Module, probe: Probe, callback) -> torch.utils.hooks.Removab
 def cross_correlations(
     net_a: nn.Module, net_b: nn.Module, spec: PermutationSpec, batches: Iterable, progress: bool = False
 ) -> dict[str, Correlation]:
-    """Per group, the cross-correlation of A's and B's units on ``batches`` (streams: mean over probes)."""
+    """Per group with probes, the cross-correlation of A's and B's units on ``batches`` (streams: mean over
+    probes). Groups without probes (an attention block's heads and head dims) are left out."""
     modules_a, modules_b = dict(net_a.named_modules()), dict(net_b.named_modules())
     device = next(net_a.parameters()).device
     stats = {(g.name, probe): CrossStatistics(g.size, device) for g in spec.groups for probe in g.probes}
@@ -119,12 +125,12 @@ def cross_correlations(
 
     def keep(key: tuple[str, Probe]):
         def callback(x: torch.Tensor) -> None:
-            held[key] = stats[key].rows(x, "a")
+            held[key] = stats[key].rows(x, "a", key[1].dim)
         return callback
 
     def reduce(key: tuple[str, Probe]):
         def callback(x: torch.Tensor) -> None:
-            stats[key].update(held.pop(key), stats[key].rows(x, "b"))
+            stats[key].update(held.pop(key), stats[key].rows(x, "b", key[1].dim))
         return callback
 
     for group, probe in stats:
@@ -142,7 +148,7 @@ def cross_correlations(
             handle.remove()
         net_a.train(modes[0]), net_b.train(modes[1])
     result = {}
-    for group in spec.groups:
+    for group in (g for g in spec.groups if g.probes):
         parts = [stats[(group.name, probe)].correlation() for probe in group.probes]
         result[group.name] = Correlation(
             torch.stack([p.matrix for p in parts]).mean(0),
@@ -150,12 +156,6 @@ def cross_correlations(
             sorted({i for p in parts for i in p.dead_b}),
         )
     return result
-
-
-def assign(matrix: torch.Tensor) -> torch.Tensor:
-    """The index permutation p maximizing Σ_i matrix[i, p[i]] (Hungarian algorithm, scipy)."""
-    rows, columns = linear_sum_assignment(matrix.detach().double().cpu().numpy(), maximize=True)
-    return torch.as_tensor(columns[np.argsort(rows)], dtype=torch.long)
 
 
 def listed(indices: list[int], most: int = 10) -> str:
@@ -167,7 +167,14 @@ def listed(indices: list[int], most: int = 10) -> str:
 def align_activations(
     net_a: nn.Module, net_b: nn.Module, spec: PermutationSpec, batches: Iterable, progress: bool = False
 ) -> tuple[dict[str, torch.Tensor], dict[str, Correlation]]:
-    """Permutations of B's units that maximize the correlation with A's, and the correlations (of unpermuted B)."""
+    """Permutations of B's units that maximize the correlation with A's, and the correlations (of unpermuted B).
+
+    Groups without probes have no activations to correlate: an attention block's heads and each head's
+    query/key and value dims (computed inside the block, never a module's output). They are weight
+    matched (``weight_matching`` over the parameters, heads jointly with their dims), with every group
+    that has probes held at its activation permutation; they are the groups missing from the
+    correlations, and ``weight_matched(spec)`` lists them.
+    """
     correlations = cross_correlations(net_a, net_b, spec, batches, progress)
     for name, corr in correlations.items():
         if corr.dead_a or corr.dead_b:
@@ -175,4 +182,14 @@ def align_activations(
                 f"group {name}: constant activations on the alignment data for units {listed(corr.dead_a)} of the first "
                 f"network and {listed(corr.dead_b)} of the second; their correlation is taken as 0", stacklevel=2
             )
-    return {name: assign(corr.matrix) for name, corr in correlations.items()}, correlations
+    perms = {name: assign(corr.matrix) for name, corr in correlations.items()}
+    rest = weight_matched(spec)
+    if rest:
+        params = [n for n, _ in net_a.named_parameters()]
+        perms |= weight_matching(net_a.state_dict(), net_b.state_dict(), spec, params, start=perms, only=rest).permutations
+    return {name: perms[name] for name in spec.names}, correlations
+
+
+def weight_matched(spec: PermutationSpec) -> list[str]:
+    """The groups ``align_activations`` weight-matches: those without probes."""
+    return [g.name for g in spec.groups if not g.probes]

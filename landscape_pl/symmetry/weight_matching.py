@@ -21,9 +21,10 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 
-from landscape_pl.symmetry.activation import assign
 from landscape_pl.symmetry.apply import identity, nesting, permute_entry
 from landscape_pl.symmetry.spec import Axis, Group, PermutationSpec
 
@@ -45,6 +46,12 @@ class WeightMatch:
     seconds: float
 
 
+def assign(matrix: torch.Tensor) -> torch.Tensor:
+    """The index permutation p maximizing Σ_i matrix[i, p[i]] (Hungarian algorithm, scipy)."""
+    rows, columns = linear_sum_assignment(matrix.detach().double().cpu().numpy(), maximize=True)
+    return torch.as_tensor(columns[np.argsort(rows)], dtype=torch.long)
+
+
 def unit_rows(value: torch.Tensor, axis: Axis, units: int) -> torch.Tensor:
     """(units, block × rest): the axis's span of ``value``, ``block`` consecutive entries per unit."""
     span = axis.span(units)
@@ -62,14 +69,14 @@ class Matcher:
     """Coordinate descent's state: A's rows per group and axis, B, the spec, the permutations so far."""
 
     def __init__(self, state_a: Mapping[str, torch.Tensor], state_b: Mapping[str, torch.Tensor], spec: PermutationSpec,
-                 chosen: set[str]) -> None:
+                 chosen: set[str], start: Mapping[str, torch.Tensor], only: set[str]) -> None:
         self.state_b, self.spec = state_b, spec
         self.axes = {g.name: [a for a in g.axes if a.entry in chosen] for g in spec.groups}
-        self.nested = nesting(spec)
-        inner = {n.name for ns in self.nested.values() for n in ns}
-        self.steps = [g for g in spec.groups if g.name not in inner]  # nested groups are solved with their outer group
+        self.nested = {outer: [n for n in inner if n.name in only] for outer, inner in nesting(spec).items() if outer in only}
+        solved_with = {n.name for inner in self.nested.values() for n in inner}
+        self.steps = [g for g in spec.groups if g.name in only and g.name not in solved_with]
         self.rows_a = {g.name: {a: unit_rows(state_a[a.entry], a, g.size) for a in self.axes[g.name]} for g in self.steps}
-        self.perms = identity(spec)
+        self.perms = identity(spec) | {name: p.cpu() for name, p in start.items()}
 
     def step(self, group: Group) -> float:
         """Re-solve ``group`` (with the groups nested in it) given the others; the objective's gain (0: kept)."""
@@ -113,15 +120,18 @@ def weight_matching(
     entries: Iterable[str] | None = None,
     max_sweeps: int = 100,
     seed: int = 0,
+    start: Mapping[str, torch.Tensor] | None = None,
+    only: Iterable[str] | None = None,
 ) -> WeightMatch:
     """Index permutations of B's groups maximizing the inner product with A over ``entries``, and how it went.
 
     ``entries`` defaults to every permuted entry except BatchNorm running statistics (they are not
-    weights, and ``align`` recomputes nothing from them).
+    weights, and ``align`` recomputes nothing from them). ``only`` names the groups to solve (default
+    all); the others stay at ``start`` (default identity), as activation alignment's groups do.
     """
     started = time.perf_counter()
     chosen = set(entries) if entries is not None else {e for e in spec.axes_by_entry if not e.endswith(STATISTICS)}
-    matcher = Matcher(state_a, state_b, spec, chosen)
+    matcher = Matcher(state_a, state_b, spec, chosen, start or {}, set(spec.names if only is None else only))
     generator = torch.Generator().manual_seed(seed)
     gain, sweeps = 0.0, 0
     while sweeps < max_sweeps:
