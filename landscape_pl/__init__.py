@@ -2,8 +2,8 @@
 
 ``import landscape_pl as lp``, then ``lp.interpolate(a, b, data)``, ``lp.align(a, b, data)``,
 ``lp.evaluate_curve(curve, data)``, ``lp.plane(networks=[a, b, c], data=data)``,
-``lp.connect(a, b, data, threshold=...)``, ``lp.trajectory_pca(runs)``, ``lp.export(a, folder)``: each returns a result with
-``rows``/``summary``, ``.save(folder)`` and ``.plot()``.
+``lp.connect(a, b, data, threshold=...)``, ``lp.merge([a, b, c, d], data)``, ``lp.trajectory_pca(runs)``,
+``lp.export(a, folder)``: each returns a result with ``rows``/``summary``, ``.save(folder)`` and ``.plot()``.
 """
 
 from landscape_pl.api import (
@@ -15,6 +15,7 @@ from landscape_pl.api import (
     evaluate_curve,
     export,
     interpolate,
+    merge,
     mli,
     plane,
     trajectory_pca,
@@ -23,6 +24,6 @@ from landscape_pl.modules import CurveModule, EndpointModule, PAMModule
 
 __all__ = [
     "CurveModule", "EndpointModule", "PAMModule", "align", "connect", "correlation_signatures", "curve_ensembles", "curve_point",
-    "evaluate_curve", "export", "interpolate", "mli", "plane", "trajectory_pca",
+    "evaluate_curve", "export", "interpolate", "merge", "mli", "plane", "trajectory_pca",
 ]
 __version__ = "0.1.0"

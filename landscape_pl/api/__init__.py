@@ -7,6 +7,7 @@ from landscape_pl.api.alignment import AlignmentResult, SignatureResult, align, 
 from landscape_pl.api.curves import EnsembleResult, curve_ensembles, curve_point, evaluate_curve
 from landscape_pl.api.export import export
 from landscape_pl.api.lines import PathResult, interpolate
+from landscape_pl.api.merge import MergeResult, merge
 from landscape_pl.api.mli import MLIResult, mli
 from landscape_pl.api.planes import PlaneResult, plane
 from landscape_pl.api.result import Result
@@ -14,7 +15,8 @@ from landscape_pl.api.strings import StringResult, connect
 from landscape_pl.api.trajectories import TrajectoryResult, trajectory_pca
 
 __all__ = [
-    "AlignmentResult", "EnsembleResult", "MLIResult", "PathResult", "PlaneResult", "Result", "SignatureResult", "StringResult",
+    "AlignmentResult", "EnsembleResult", "MLIResult", "MergeResult", "PathResult", "PlaneResult", "Result", "SignatureResult",
+    "StringResult",
     "TrajectoryResult", "align", "connect", "correlation_signatures", "curve_ensembles", "curve_point", "evaluate_curve", "export",
-    "interpolate", "mli", "plane", "trajectory_pca",
+    "interpolate", "merge", "mli", "plane", "trajectory_pca",
 ]

@@ -6,4 +6,7 @@ from landscape_pl.data.mnist1d import MNIST1DDataModule
 from landscape_pl.data.synthetic import CyclicPermutationDataModule, PolynomialDataModule
 from landscape_pl.data.vision import VisionDataModule
 
-__all__ = ["CyclicPermutationDataModule", "DigitsDataModule", "LandscapeDataModule", "MNIST1DDataModule", "PolynomialDataModule", "VisionDataModule"]
+__all__ = [
+    "CyclicPermutationDataModule", "DigitsDataModule", "LandscapeDataModule", "MNIST1DDataModule", "PolynomialDataModule",
+    "VisionDataModule",
+]

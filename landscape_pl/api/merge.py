@@ -1,0 +1,286 @@
+"""Merging N networks of one architecture into one: align, average, fix up (model soups with alignment).
+
+Each network's hidden units are permuted to a reference's (activation or weight matching), the
+aligned weights are averaged uniformly, and a fix-up repairs the statistics averaging breaks:
+RESET recomputes BatchNorm statistics, REPAIR also rescales every unit back to the mean of the
+endpoints' statistics. The reference is one of the networks, or (``reference="average"``, as in
+Git Re-Basin's multi-model matching) the running average: each network is aligned in turn to the
+average of the others, until a round changes no permutation.
+
+The report sets the merged network beside each endpoint, the uniform average without alignment
+(with the same fix-up, so the difference is the alignment's), the aligned average before the
+fix-up, and the ensemble of the N (probabilities averaged), the ceiling a single network is measured against.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from landscape_pl.api.curves import ensemble_row, predictions
+from landscape_pl.api.inputs import Network, NetworkLike, as_data, as_network, task_of
+from landscape_pl.api.result import Result
+from landscape_pl.data.base import LandscapeDataModule
+from landscape_pl.data.loaders import Data
+from landscape_pl.data.subsets import alignment_batches
+from landscape_pl.devices import device
+from landscape_pl.errors import LandscapeError
+from landscape_pl.io import load_network, save_network, write_json
+from landscape_pl.labels import short
+from landscape_pl.models.base import Spec
+from landscape_pl.paths import has_batchnorm
+from landscape_pl.paths.evaluate import evaluate
+from landscape_pl.paths.fixups import RecomputeBatchNorm
+from landscape_pl.paths.repair import repair
+from landscape_pl.reporting import write_table
+from landscape_pl.symmetry import PermutationSpec, check_pair, find_permutation, from_lists, identity, permute_network, to_lists
+from landscape_pl.tasks import Task, get_task
+
+Fixup = Literal["none", "reset", "repair"]
+FIXUPS = ("none", "reset", "repair")
+Reference = int | Literal["average"]
+
+
+@dataclass
+class MergeResult(Result):
+    """The merged network, each network's permutation into its unit order, and the table of networks.
+
+    ``rows``: one per network (each endpoint, the unaligned average, the aligned average, the merged
+    network, the ensemble) with ``<split>_loss`` and ``<split>_accuracy``. Files: merge.csv, merge.md,
+    merge.json (summary and rows), permutations.json, merged.ckpt (an ordinary checkpoint), merge.png.
+    """
+
+    rows: list[dict]
+    summary: dict
+    network: nn.Module
+    permutations: list[dict[str, torch.Tensor]]
+    network_spec: Spec | None = None
+    task: str = "classification"
+
+    @classmethod
+    def load(cls, folder: str | Path) -> MergeResult:
+        """The result a finished run left in ``folder``: table, summary, permutations and the merged network."""
+        folder = Path(folder)
+        saved = json.loads((folder / "merge.json").read_text())
+        permutations = [from_lists(p) for p in json.loads((folder / "permutations.json").read_text())["permutations"]]
+        merged = load_network(folder / "merged.ckpt")
+        return cls(saved["rows"], saved["summary"], merged.network, permutations, merged.spec, merged.task)
+
+    @property
+    def columns(self) -> list[str]:
+        return ["network", "kind", *[f"{split}_{what}" for split in self.summary["splits"] for what in ("loss", "accuracy")]]
+
+    def write(self, folder: Path, tensorboard: bool) -> None:
+        write_table(self.rows, self.columns, folder / "merge")
+        settings = {key: self.summary[key] for key in ("networks", "method", "reference", "fixup")}
+        write_json({**settings, "permutations": [to_lists(p) for p in self.permutations]}, folder / "permutations.json")
+        save_network(self.network.cpu(), folder / "merged.ckpt", self.task, self.network_spec, merge=settings)
+        write_json({"summary": self.summary, "rows": self.rows}, folder / "merge.json")
+        self.write_figure(folder / "merge.png", "merge" if tensorboard else None)
+
+    def plot(self):
+        """Bars per network (accuracy, or loss for regression), one bar per split."""
+        from landscape_pl.plots import plt
+
+        splits = self.summary["splits"]
+        metric = "accuracy" if all(r.get(f"{splits[0]}_accuracy") is not None for r in self.rows) else "loss"
+        fig, ax = plt.subplots(figsize=(7, 0.6 + 0.4 * len(self.rows) * len(splits)))
+        height = 0.8 / len(splits)
+        for index, split in enumerate(splits):
+            positions = [i + index * height for i in range(len(self.rows))]
+            ax.barh(positions, [r[f"{split}_{metric}"] for r in self.rows], height, label=split)
+        ax.set_yticks([i + height * (len(splits) - 1) / 2 for i in range(len(self.rows))], [short(r["network"]) for r in self.rows])
+        ax.invert_yaxis()
+        ax.set_xlabel(metric)
+        ax.set_title(f"{len(self.permutations)} networks merged ({self.summary['method']} matching, "
+                     f"reference {self.summary['reference']}, fix-up {self.summary['fixup']})")
+        ax.legend()
+        fig.tight_layout()
+        return fig
+
+
+def average(networks: Sequence[nn.Module]) -> nn.Module:
+    """A copy of the first network with the uniform mean of all floating-point state (counters kept from the first)."""
+    merged = copy.deepcopy(networks[0])
+    states = [n.state_dict() for n in networks]
+    mean = {name: torch.stack([s[name] for s in states]).mean(0) if torch.is_floating_point(value) else value
+            for name, value in states[0].items()}
+    merged.load_state_dict(mean)
+    return merged
+
+
+def differ(one: dict[str, torch.Tensor], two: dict[str, torch.Tensor]) -> bool:
+    return any(not torch.equal(one[name], two[name]) for name in one)
+
+
+def aligned_to(modules: Sequence[nn.Module], spec: PermutationSpec, method: str, batches, reference: int,
+               progress: bool) -> list[dict[str, torch.Tensor]]:
+    """Each network's permutation onto network ``reference``'s unit order (the identity for the reference)."""
+    return [identity(spec) if i == reference else find_permutation(modules[reference], m, method, batches, spec, progress)
+            for i, m in enumerate(modules)]
+
+
+def aligned_to_average(modules: Sequence[nn.Module], spec: PermutationSpec, method: str, batches, rounds: int,
+                       reset: RecomputeBatchNorm, progress: bool) -> tuple[list[dict[str, torch.Tensor]], int, bool]:
+    """Permutations from Git Re-Basin's multi-model matching, started from alignment to network 0.
+
+    Each round aligns every network in turn to the average of the others as they stand (its
+    BatchNorm statistics recomputed, so that its activations mean something); the rounds stop when
+    one changes no permutation. Returns the permutations, the rounds run and whether they converged.
+    """
+    perms = aligned_to(modules, spec, method, batches, 0, progress)
+    for round_ in range(1, rounds + 1):
+        changed = False
+        for i, module in enumerate(modules):
+            others = average([permute_network(m, spec, perms[j]) for j, m in enumerate(modules) if j != i])
+            reset.apply(others, None)
+            found = find_permutation(others, module, method, batches, spec, progress)
+            if differ(found, perms[i]):
+                perms[i], changed = found, True
+        if not changed:
+            return perms, round_, True
+    return perms, rounds, False
+
+
+def fix(network: nn.Module, fixup: str, endpoints: Sequence[nn.Module], reset: RecomputeBatchNorm) -> nn.Module:
+    """The fix-up applied in place to the average of ``endpoints``: none; RESET (BatchNorm statistics
+    recomputed on the training data); or REPAIR after RESET (every unit given the mean of the endpoints'
+    means and standard deviations, measured on the same data)."""
+    if fixup == "reset":
+        reset.apply(network, None)
+    elif fixup == "repair":
+        repair(network, [(e, 1 / len(endpoints)) for e in endpoints], reset.data, reset.batches, reset)
+    return network
+
+
+def scores(network: nn.Module, loaders: dict, task: Task) -> dict[str, float | None]:
+    """``<split>_loss`` and ``<split>_accuracy`` of one network on every split."""
+    row: dict[str, float | None] = {}
+    for split, loader in loaders.items():
+        row[f"{split}_loss"], row[f"{split}_accuracy"] = evaluate(network, loader, task)
+    return row
+
+
+def ensemble_scores(modules: Sequence[nn.Module], loaders: dict, task: Task) -> dict[str, float | None]:
+    """The same columns for the ensemble: the networks' probabilities (regression: outputs) averaged."""
+    row: dict[str, float | None] = {}
+    for split, loader in loaders.items():
+        outputs = [predictions(m, loader, task) for m in modules]
+        found = ensemble_row("ensemble", [o[0] for o in outputs], outputs[0][1], task)
+        row[f"{split}_loss"], row[f"{split}_accuracy"] = found["loss"], found["accuracy"]
+    return row
+
+
+def check_settings(networks: Sequence[NetworkLike], method: str, reference: Reference, fixup: str, rounds: int) -> None:
+    if isinstance(networks, (str, Path, nn.Module)) or len(networks) < 2:
+        raise LandscapeError("merge needs at least 2 networks (checkpoints or nn.Modules) in a list: merging one network "
+                             "with nothing leaves it as it is")
+    if method not in ("activation", "weight"):
+        raise LandscapeError(f"method must be 'activation' or 'weight', got {method!r}")
+    if fixup not in FIXUPS:
+        raise LandscapeError(f"fixup must be one of {list(FIXUPS)}, got {fixup!r}")
+    if reference != "average" and (isinstance(reference, bool) or not isinstance(reference, int)
+                                   or not 0 <= reference < len(networks)):
+        raise LandscapeError(f"reference={reference!r}: give the index of one of the {len(networks)} networks "
+                             f"(0 to {len(networks) - 1}) or 'average'")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise LandscapeError(f"rounds={rounds!r}: the most rounds of alignment to the average is a number of 1 or more")
+
+
+def shared_spec(given: Sequence[Network]) -> PermutationSpec:
+    """The permutation spec all networks share; errors name the first network of another architecture."""
+    spec = None
+    for other in given[1:]:
+        spec = check_pair(given[0].module, other.module, (given[0].label, other.label))
+    return spec
+
+
+def merge(
+    networks: Sequence[NetworkLike],
+    data: Data | None = None,
+    method: Literal["activation", "weight"] = "activation",
+    reference: Reference = 0,
+    fixup: Fixup = "reset",
+    rounds: int = 10,
+    fraction: float = 0.2,
+    seed: int = 0,
+    splits: Sequence[str] = ("train", "test"),
+    bn_batches: int | None = None,
+    accelerator: str = "auto",
+    progress: bool = True,
+) -> MergeResult:
+    """Align ``networks`` to a reference, average them uniformly, fix up the average; report it beside the rest.
+
+    Args:
+        networks: two or more networks of one architecture (nn.Modules or checkpoints); never changed.
+        data: a LandscapeDataModule or DataLoaders; default: the data of the last checkpoint's run (its config.yaml).
+        method: activation (correlation of activations on a seeded ``fraction`` of the training data) or weight matching.
+        reference: the index of the network whose unit order the others take, or "average" (each to the average
+            of the others, repeated for at most ``rounds`` rounds until no permutation changes).
+        fixup: none, reset (BatchNorm statistics recomputed on the training data; nothing for networks without
+            BatchNorm) or repair (reset, then each unit's mean and std set to the mean of the aligned endpoints').
+        bn_batches: training batches the statistics are recomputed on; None is one full pass.
+        splits: splits every network is evaluated on.
+    """
+    check_settings(networks, method, reference, fixup, rounds)
+    given = [as_network(n, f"network {i}") for i, n in enumerate(networks)]
+    spec = shared_spec(given)
+    datamodule: LandscapeDataModule = as_data(data, *given)
+    task_name = task_of(datamodule, *given)
+    task = get_task(task_name)
+    where = device(accelerator)
+    modules = [g.module.to(where) for g in given]
+    batches = alignment_batches(datamodule, fraction, seed) if method == "activation" else None
+    reset = RecomputeBatchNorm(datamodule.eval_dataloader("train"), bn_batches)
+    if reference == "average":
+        perms, rounds_run, converged = aligned_to_average(modules, spec, method, batches, rounds, reset, progress)
+    else:
+        perms, rounds_run, converged = aligned_to(modules, spec, method, batches, reference, progress), 0, True
+    perms = [{name: p.cpu() for name, p in found.items()} for found in perms]
+    copies = [permute_network(m, spec, p) for m, p in zip(modules, perms)]
+    aligned = average(copies)
+    merged = fix(copy.deepcopy(aligned), fixup, copies, reset)
+    unaligned = fix(average(modules), fixup, modules, reset)
+    loaders = {split: datamodule.eval_dataloader(split) for split in splits}
+    rows = [{"network": g.label, "kind": "endpoint", **scores(g.module, loaders, task)} for g in given]
+    with_fixup = "" if fixup == "none" else f" + {fixup}"
+    rows.append({"network": f"uniform average, unaligned{with_fixup}", "kind": "unaligned", **scores(unaligned, loaders, task)})
+    if fixup != "none":
+        rows.append({"network": "aligned average", "kind": "aligned", **scores(aligned, loaders, task)})
+    rows.append({"network": f"merged{with_fixup}", "kind": "merged", **scores(merged, loaders, task)})
+    rows.append({"network": f"ensemble of {len(given)}", "kind": "ensemble", **ensemble_scores(modules, loaders, task)})
+    summary = {
+        "networks": [g.label for g in given], "method": method, "reference": reference, "fixup": fixup,
+        "batchnorm": has_batchnorm(modules[0]), "rounds": rounds_run, "converged": converged, "splits": list(splits),
+        "task": task_name, **({"fraction": fraction, "seed": seed} if method == "activation" else {}),
+        "gain": gains(rows, splits),
+    }
+    return MergeResult(rows, summary, merged, perms, given[0].spec, task_name)
+
+
+def gains(rows: Sequence[dict], splits: Sequence[str]) -> dict[str, dict[str, float | None]]:
+    """Per split, how far the merged network is above the unaligned average, the mean and best endpoint, and the ensemble."""
+    by_kind = {r["kind"]: r for r in rows}
+    endpoints = [r for r in rows if r["kind"] == "endpoint"]
+    result = {}
+    for split in splits:
+        key = f"{split}_accuracy"
+        merged = by_kind["merged"][key]
+        if merged is None:
+            result[split] = {"loss_below_unaligned": by_kind["unaligned"][f"{split}_loss"] - by_kind["merged"][f"{split}_loss"]}
+            continue
+        accuracies = [r[key] for r in endpoints]
+        result[split] = {
+            "over_unaligned": merged - by_kind["unaligned"][key],
+            "over_mean_endpoint": merged - sum(accuracies) / len(accuracies),
+            "over_best_endpoint": merged - max(accuracies),
+            "below_ensemble": by_kind["ensemble"][key] - merged,
+        }
+    return result
