@@ -42,6 +42,7 @@ COMMANDS = {
     "connect": ("landscape_pl.commands.connect:connect", "Dynamic String Sampling: a string of trained beads below a loss threshold"),
     "sweep": ("landscape_pl.commands.sweep:sweep", "DSS over thresholds x model pairs: mean normalized length and bead count vs L0"),
     "align": ("landscape_pl.commands.align:align", "permute the end network's units to match the start's (activations or weights); report"),
+    "merge": ("landscape_pl.commands.merge:merge", "align N networks to one (or to their average), average, RESET/REPAIR them"),
     "study": ("landscape_pl.commands.study:study", "the alignment study: endpoints, alignment, 4 curve classes, tables (resumable)"),
     "stability": ("landscape_pl.commands.stability:stability", "stability to SGD noise: children spawned from a parent at steps k, error barrier vs k (resumable)"),
     "signature": ("landscape_pl.commands.signature:signature", "correlation signature between a midpoint (linear, or a curve's) and each endpoint"),
