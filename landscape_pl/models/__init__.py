@@ -7,4 +7,4 @@ from landscape_pl.models.mlp import MLP
 from landscape_pl.models.resnet import ResNet
 from landscape_pl.models.vgg import VGG, VGG16BN
 
-__all__ = ["GPT", "Architecture", "MLP", "ResNet", "SimpleCNN", "TinyNet", "TinySix", "TinyTen", "VGG", "VGG16BN", "build", "describe"]
+__all__ = ["Architecture", "GPT", "MLP", "ResNet", "SimpleCNN", "TinyNet", "TinySix", "TinyTen", "VGG", "VGG16BN", "build", "describe"]
