@@ -4,9 +4,10 @@ from landscape_pl.data.base import LandscapeDataModule
 from landscape_pl.data.digits import DigitsDataModule
 from landscape_pl.data.mnist1d import MNIST1DDataModule
 from landscape_pl.data.synthetic import CyclicPermutationDataModule, PolynomialDataModule
+from landscape_pl.data.tokens import TokensDataModule
 from landscape_pl.data.vision import VisionDataModule
 
 __all__ = [
     "CyclicPermutationDataModule", "DigitsDataModule", "LandscapeDataModule", "MNIST1DDataModule", "PolynomialDataModule",
-    "VisionDataModule",
+    "TokensDataModule", "VisionDataModule",
 ]

@@ -49,7 +49,7 @@ def evaluate(network: nn.Module, batches: Iterable, task: Task) -> tuple[float, 
     network.eval()
     device = next(network.parameters()).device
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
+    correct = torch.zeros((), dtype=torch.float64, device=device)  # a token task counts fractions of sequences
     count = 0
     for x, y in batches:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)

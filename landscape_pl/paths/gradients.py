@@ -30,7 +30,7 @@ def group_gradients(
     params = slots.tensors
     groups = len(weights)
     grads = x.new_empty((groups, sum(slots.sizes)), dtype=params[0].dtype)
-    loss_sum, correct = x.new_zeros((), dtype=torch.float32), x.new_zeros((), dtype=torch.long)
+    loss_sum, correct = x.new_zeros((), dtype=torch.float32), x.new_zeros((), dtype=torch.float32)  # token tasks count fractions
     for g, (xg, yg) in enumerate(zip(x.tensor_split(groups), y.tensor_split(groups))):
         slots.write_combination(rows, weights[g].tolist())
         outputs = network(xg)
