@@ -14,8 +14,20 @@ from landscape_pl.models import ResNet
 from landscape_pl.modules.pam import PAMModule
 from landscape_pl.paths import recompute_batchnorm
 from landscape_pl.symmetry import (
-    Axis, Group, PermutationSpec, Probe, align_activations, as_matrix, check_spec, inverse, permute, permute_network,
-    random_permutations, spec_of, weight_matched, weight_matching,
+    Axis,
+    Group,
+    PermutationSpec,
+    Probe,
+    align_activations,
+    as_matrix,
+    check_spec,
+    inverse,
+    permute,
+    permute_network,
+    random_permutations,
+    spec_of,
+    weight_match,
+    weight_matched,
 )
 from landscape_pl.symmetry.weight_matching import unit_rows
 
@@ -85,7 +97,7 @@ def test_offsets_and_blocks_are_permuted_read_and_matched_as_their_span() -> Non
     hard = permute(net.state_dict(), spec, random_permutations(spec, 1))
     soft = permute(net.state_dict(), spec, {g: as_matrix(p) for g, p in random_permutations(spec, 1).items()})
     assert all(torch.equal(hard[k], soft[k]) for k in hard) and torch.equal(hard["norm.running_var"], copy.norm.running_var)
-    assert_recovers(net, copy, spec, weight_matching(net.state_dict(), copy.state_dict(), spec).permutations, expected, x)
+    assert_recovers(net, copy, spec, weight_match(net.state_dict(), copy.state_dict(), spec).permutations, expected, x)
     assert_recovers(net, copy, spec, align_activations(net, copy, spec, [(x,)])[0], expected, x)
 
 
@@ -107,7 +119,7 @@ def test_a_residual_network_on_its_derived_spec(resnet, method: str) -> None:
         found, correlations = align_activations(net, copy, spec, [(x[:128],), (x[128:],)])
         assert set(correlations) == set(spec.names) and weight_matched(spec) == []
     else:
-        match = weight_matching(net.state_dict(), copy.state_dict(), spec)
+        match = weight_match(net.state_dict(), copy.state_dict(), spec)
         found = match.permutations
         assert 2 <= match.sweeps <= 5 and match.gain > 0
     assert_recovers(net, copy, spec, found, expected, x)
@@ -143,7 +155,7 @@ def test_weight_matching_recovers_a_vision_transformer_heads_and_head_dims(vit) 
     copy, expected = copy_of(net, spec, seed=3)
     attention = "encoder.layers.encoder_layer_1.self_attention"
     assert expected[f"{attention}.heads"].tolist() != [0, 1, 2, 3]
-    match = weight_matching(net.state_dict(), copy.state_dict(), spec)
+    match = weight_match(net.state_dict(), copy.state_dict(), spec)
     assert match.sweeps <= 4
     assert_recovers(net, copy, spec, match.permutations, expected, x)
 

@@ -43,7 +43,7 @@ from landscape_pl.symmetry import (
     to_lists,
 )
 from landscape_pl.symmetry.activation import weight_matched
-from landscape_pl.symmetry.weight_matching import weight_matching
+from landscape_pl.symmetry.weight_matching import weight_match
 
 
 @dataclass
@@ -179,7 +179,7 @@ def align(
         perms, correlations = align_activations(a.module, b.module, spec, batches, progress)
         report["weight_matched"] = weight_matched(spec)
     else:
-        match = weight_matching(a.module.state_dict(), b.module.state_dict(), spec, [n for n, _ in a.module.named_parameters()])
+        match = weight_match(a.module.state_dict(), b.module.state_dict(), spec, [n for n, _ in a.module.named_parameters()])
         perms, report["weight_matched"] = match.permutations, list(spec.names)
         report["weight_matching"] = {"sweeps": match.sweeps, "gain": match.gain}
         if batches is not None:

@@ -5,7 +5,7 @@
 - ``permute(state, spec, perms)``: a permuted state dict; a permutation is an index vector or a
   dense (soft) matrix, differentiable in the latter (what PAM relaxes).
 - ``align_activations`` (algorithm 1 of the alignment paper; groups without probes, attention heads,
-  weight matched: ``weight_matched(spec)``), ``match_weights`` / ``weight_matching`` (Git Re-Basin,
+  weight matched: ``weight_matched(spec)``), ``match_weights`` / ``weight_match`` (Git Re-Basin,
   the latter with sweeps and objective gain), ``find_permutation(net_a, net_b, method, batches)`` for either.
 - ``cross_correlations``, ``signature``, ``correlation_signature``, ``linear_midpoint``: how well units correspond.
 """
@@ -27,12 +27,12 @@ from landscape_pl.symmetry.correlation import correlation_signature, linear_midp
 from landscape_pl.symmetry.derive import register, spec_of
 from landscape_pl.symmetry.pair import check_pair, find_permutation
 from landscape_pl.symmetry.spec import Axis, Group, PermutationSpec, Probe
-from landscape_pl.symmetry.weight_matching import WeightMatch, match_weights, weight_matching
+from landscape_pl.symmetry.weight_matching import WeightMatch, match_weights, weight_match
 
 __all__ = [
-    "Axis", "Correlation", "Group", "PermutationSpec", "Probe", "align_activations", "as_matrix", "assign",
-    "check_pair", "check_spec", "correlation_signature", "cross_correlations", "find_permutation", "from_lists", "identity",
-    "inverse", "linear_midpoint", "match_weights", "mean_correlation", "permute", "permute_axis",
-    "permute_network", "random_permutations", "register", "signature", "spec_of", "to_lists", "WeightMatch",
-    "weight_matched", "weight_matching",
+    "Axis", "Correlation", "Group", "PermutationSpec", "Probe", "WeightMatch", "align_activations", "as_matrix",
+    "assign", "check_pair", "check_spec", "correlation_signature", "cross_correlations", "find_permutation",
+    "from_lists", "identity", "inverse", "linear_midpoint", "match_weights", "mean_correlation", "permute",
+    "permute_axis", "permute_network", "random_permutations", "register", "signature", "spec_of", "to_lists",
+    "weight_match", "weight_matched",
 ]

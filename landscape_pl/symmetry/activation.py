@@ -26,7 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from landscape_pl.symmetry.spec import PermutationSpec, Probe
-from landscape_pl.symmetry.weight_matching import assign, weight_matching
+from landscape_pl.symmetry.weight_matching import assign, weight_match
 
 # A unit whose variance is at most this fraction of its squared mean (std <= 0.1% of |mean|, or exactly 0)
 # is constant ("dead"); with shifted sums a truly constant unit has variance exactly 0.
@@ -171,7 +171,7 @@ def align_activations(
 
     Groups without probes have no activations to correlate: an attention block's heads and each head's
     query/key and value dims (computed inside the block, never a module's output). They are weight
-    matched (``weight_matching`` over the parameters, heads jointly with their dims), with every group
+    matched (``weight_match`` over the parameters, heads jointly with their dims), with every group
     that has probes held at its activation permutation; they are the groups missing from the
     correlations, and ``weight_matched(spec)`` lists them.
     """
@@ -186,7 +186,7 @@ def align_activations(
     rest = weight_matched(spec)
     if rest:
         params = [n for n, _ in net_a.named_parameters()]
-        perms |= weight_matching(net_a.state_dict(), net_b.state_dict(), spec, params, start=perms, only=rest).permutations
+        perms |= weight_match(net_a.state_dict(), net_b.state_dict(), spec, params, start=perms, only=rest).permutations
     return {name: perms[name] for name in spec.names}, correlations
 
 
