@@ -7,7 +7,9 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
+import landscape_pl as lp
 from landscape_pl.data import DigitsDataModule
 from landscape_pl.io import save_network
 from landscape_pl.models import ResNet
@@ -171,3 +173,7 @@ def test_activation_alignment_of_a_vision_transformer_weight_matches_the_heads(v
     for name in probed:  # the probed groups by their correlations alone: a copy's units correlate 1 with their twins
         assert torch.equal(correlations[name].matrix.argmax(1), expected[name])
     assert_recovers(net, copy, spec, found, expected, x)
+    loader = DataLoader(TensorDataset(x, torch.zeros(len(x), dtype=torch.long)), batch_size=64)
+    result = lp.align(net, copy, loader, fraction=1.0, points=0, accelerator="cpu", progress=False)
+    assert result.summary["weight_matched"] == weight_matched(spec) and list(result.summary["groups"]) == probed
+    assert {g: p.tolist() for g, p in result.permutations.items()} == {g: expected[g].tolist() for g in spec.names}
