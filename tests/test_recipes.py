@@ -13,7 +13,7 @@ import pytest
 from conftest import CONFIGS, ROOT, command_of, execute, outputs
 from landscape_pl.cli import main
 
-STUDY_COMMANDS = ("study", "lines", "trajectory-experiment", "connect", "sweep")
+STUDY_COMMANDS = ("study", "lines", "trajectory-experiment", "connect", "sweep", "stability")
 MARK = re.compile(r"^# Small twin of: (.*)$", re.MULTILINE)
 
 
@@ -37,7 +37,7 @@ def test_every_paper_recipe_has_a_small_twin() -> None:
         assert twin_targets(twin), f"{twin.name}: 'Small twin of: {patterns}' names no config"
     uncovered = [str(p.relative_to(ROOT)) for p in RECIPES if p not in covered and p not in TWINS]
     assert not uncovered, f"recipes without a small twin: {uncovered}"
-    assert len(TWINS) >= 10  # alignment, straight line, MLI, 3 trajectory, 4 DSS connect, DSS sweep
+    assert len(TWINS) >= 11  # alignment, straight line, MLI, 3 trajectory, 4 DSS connect, DSS sweep, stability
 
 
 def check_study(out: Path, twin: Path) -> None:
@@ -78,8 +78,17 @@ def check_sweep(out: Path, twin: Path) -> None:
     assert beads == sorted(beads)
 
 
+def check_stability(out: Path, twin: Path) -> None:
+    """Unstable at initialization, (more) stable at the last spawn step: the error barrier at k = 0 is above the
+    barrier at the largest k, on the split the summary reads."""
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    barriers = summary["error_barrier"]["unaligned"]
+    assert summary["steps"][0] == 0 and len(barriers) == len(summary["steps"]) >= 2
+    assert barriers[0] > barriers[-1] >= 0.0
+
+
 CHECKS = {"study": check_study, "lines": check_lines, "trajectory-experiment": check_trajectory,
-          "connect": check_connect, "sweep": check_sweep}
+          "connect": check_connect, "sweep": check_sweep, "stability": check_stability}
 # the notebooks that read each command's output: (notebook, its folder variable, the folder under --out)
 NOTEBOOKS = {"study": [("alignment_study", "LANDSCAPE_STUDY_DIR", "."), ("planes", "LANDSCAPE_PLANE_DIR", "planes/aligned_pair0")],
              "lines": [("paths", "LANDSCAPE_LINES_DIR", ".")],

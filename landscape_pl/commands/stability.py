@@ -15,9 +15,9 @@ from landscape_pl.study.stability import verdict
 
 
 def stability(
-    config: str = "configs/digits/mlp.yaml",
+    endpoint_config: str = "configs/digits/stability_mlp.yaml",
     out: str = "runs/stability",
-    steps: list[int] = [0, 5, 25, 100],  # noqa: B006 - jsonargparse needs a literal default
+    steps: list[int] = [0, 25, 100, 250, 400],  # noqa: B006 - jsonargparse needs a literal default
     seed: int = 1,
     data_seeds: tuple[int, int] = (2, 3),
     overrides: list[str] = [],  # noqa: B006
@@ -36,7 +36,7 @@ def stability(
     Every stage is skipped when its outputs exist for the same settings: an interrupted run resumes.
 
     Args:
-        config: fit config of parent and children (a path or a recipe name); its max_epochs is the training length.
+        endpoint_config: fit config of parent and children (a path or a recipe name); its max_epochs is the training length.
         out: the study's folder.
         steps: spawn steps k in optimizer steps (0: the initialization), at most the training length.
         seed: the parent's initialization and data order.
@@ -50,7 +50,7 @@ def stability(
         bn_batches: training batches for BatchNorm statistics at each t; None a full pass, 0 off.
         accelerator: cpu, cuda or auto for the evaluations.
     """
-    result = run_stability(config, out, steps, seed, data_seeds, overrides, points, splits, split, threshold, align, bn_batches,
+    result = run_stability(endpoint_config, out, steps, seed, data_seeds, overrides, points, splits, split, threshold, align, bn_batches,
                            accelerator)
     report = Path(out) / "report"
     print((report / "stability.md").read_text())

@@ -184,9 +184,9 @@ def line_stage(layout: Study, step: int, kind: str, ts: list[float], splits: Seq
 
 
 def stability(
-    config: str | Path = "configs/digits/mlp.yaml",
+    endpoint_config: str | Path = "configs/digits/stability_mlp.yaml",
     out: str | Path = "runs/stability",
-    steps: Sequence[int] = (0, 25, 100, 500, 2000),
+    steps: Sequence[int] = (0, 25, 100, 250, 400),
     seed: int = 1,
     data_seeds: Sequence[int] = (2, 3),
     overrides: Sequence[str] = (),
@@ -205,7 +205,7 @@ def stability(
     child killed mid-way goes on from its own last epoch. The report is ``out/report``.
 
     Args:
-        config: the fit config of parent and children (a path or a recipe name); its max_epochs is their length.
+        endpoint_config: the fit config of parent and children (a path or a recipe name); its max_epochs is their length.
         out: the study's folder.
         steps: spawn steps k in optimizer steps (0: the initialization); each at most the parent's length.
         seed: the parent's initialization and data order.
@@ -231,7 +231,7 @@ def stability(
     ts = t_grid(0.0, 1.0, points)
     if len(ts) < 3:
         raise LandscapeError(f"points={points}: a barrier needs a point between the children; give at least 3")
-    config, root, layout, outcomes = find_config(config), Path(out), Study(Path(out)), Outcomes()
+    config, root, layout, outcomes = find_config(endpoint_config), Path(out), Study(Path(out)), Outcomes()
     spawn = {"class_path": "landscape_pl.callbacks.spawn.SpawnCheckpoints", "init_args": {"steps": steps}}
     parent = endpoint_stage("parent", layout.parent, config, seed, (*overrides, "--trainer.callbacks+=" + json.dumps(spawn)))
     stages = [replace(parent, outputs=[*parent.outputs, *(layout.spawned(k) for k in steps)])]
