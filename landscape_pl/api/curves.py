@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,9 +84,12 @@ def evaluate_curve(
     progress: bool = True,
     fixups: Sequence[Fixup] = (),
     hessian: HessianSettings | dict | None = None,
+    repair: bool = False,
 ) -> PathResult:
     """Loss and accuracy of a trained curve at ``t`` (default: ``points`` evenly spaced on [0, 1]);
-    ``hessian`` adds curvature at each t to the rows' extras (as ``interpolate``).
+    ``hessian`` adds curvature at each t to the rows' extras (as ``interpolate``); ``repair`` corrects
+    every hidden unit at t to (1 - t) μ_start + t μ_end, (1 - t) σ_start + t σ_end: the statistics of
+    the curve's two ends, never its control points, which are no trained networks (``paths.repair``).
 
     Under torchrun the grid is split across ranks and every rank gets all rows.
     """
@@ -95,27 +98,39 @@ def evaluate_curve(
     network, path = given.module.evaluation_path()
     ts = [float(v) for v in t] if t else t_grid(0.0, 1.0, points)
     path.check(ts)
-    settings = EvalSettings(tuple(splits), bn_batches, accelerator, progress, list(fixups), hessian=hessian)
+    settings = EvalSettings(tuple(splits), bn_batches, accelerator, progress, list(fixups), hessian=hessian, repair=repair)
     rows = settings.evaluation(given.data, given.module.task).path(network, path, ts, desc="curve")
-    summary = {"curve": given.label, **described(settings.hessian), **curve_summary(rows, given.training_loss)}
+    summary = {"curve": given.label, **described(settings.hessian), **({"repair": True} if repair else {}),
+               **curve_summary(rows, given.training_loss)}
     return PathResult(rows, summary, f"curve {short(given.label)}", "curve")
 
 
-def point_of(given: Curve, t: float, bn_batches: int | None, accelerator: str) -> nn.Module:
-    """The curve's network at ``t``, its BatchNorm statistics recomputed on training data (the module's own copy)."""
+def points_of(given: Curve, ts: Sequence[float], bn_batches: int | None, accelerator: str,
+              repair: bool = False) -> Iterator[tuple[float, nn.Module]]:
+    """(t, the curve's network at t) for each t, fixed up as ``evaluate_curve`` does it: BatchNorm
+    statistics recomputed on training data, and with ``repair`` REPAIR (the ends measured once for all
+    t). The network is the module's own copy, rewritten at each t."""
     network, path = given.module.evaluation_path()
-    path.check([t])
-    given.module.slots.write(path.point(t))
-    evaluation = EvalSettings((), bn_batches, accelerator, False).evaluation(given.data, given.module.task, splits=())
-    evaluation.at(network, t)
-    return network
+    path.check(ts)
+    evaluation = EvalSettings((), bn_batches, accelerator, False, repair=repair).evaluation(given.data, given.module.task, splits=())
+    evaluation.prepare(network, path)
+    for t in ts:
+        given.module.slots.write(path.point(t))
+        evaluation.at(network, t)
+        yield t, network
+
+
+def point_of(given: Curve, t: float, bn_batches: int | None, accelerator: str, repair: bool = False) -> nn.Module:
+    """The curve's network at ``t``, fixed up as ``evaluate_curve`` does it (the module's own copy)."""
+    return next(points_of(given, [t], bn_batches, accelerator, repair))[1]
 
 
 def curve_point(curve: CurveLike, t: float, data: Data | None = None, bn_batches: int | None = None,
-                accelerator: str = "auto") -> nn.Module:
-    """A new network at ``t`` of the curve, BatchNorm statistics recomputed: an ordinary nn.Module."""
+                accelerator: str = "auto", repair: bool = False) -> nn.Module:
+    """A new network at ``t`` of the curve, BatchNorm statistics recomputed (and with ``repair`` its units
+    REPAIRed, folded into its weights): an ordinary nn.Module."""
     given = as_curve(curve, data, accelerator)
-    return copy.deepcopy(point_of(given, t, bn_batches, accelerator))
+    return copy.deepcopy(point_of(given, t, bn_batches, accelerator, repair))
 
 
 @torch.no_grad()
@@ -187,17 +202,18 @@ def curve_ensembles(
     split: str = "test",
     bn_batches: int | None = None,
     accelerator: str = "auto",
+    repair: bool = False,
 ) -> EnsembleResult:
     """Ensembles of networks along the curve (each t set averages its members' probabilities), next to
-    one ensemble of the ``independent`` networks."""
+    one ensemble of the ``independent`` networks; ``repair``: each curve member REPAIRed (as ``evaluate_curve``)."""
     if not t_sets:
         raise LandscapeError("t_sets is empty: give at least one list of t, e.g. [[0, 1], [0, 0.5, 1]]")
     given = as_curve(curve, data, accelerator)
     task, batches = given.module.task, given.data.eval_dataloader(split)
     cache: dict[float, torch.Tensor] = {}
     targets = None
-    for t in sorted({float(t) for ts in t_sets for t in ts}):
-        cache[t], targets = predictions(point_of(given, t, bn_batches, accelerator), batches, task)
+    for t, network in points_of(given, sorted({float(t) for ts in t_sets for t in ts}), bn_batches, accelerator, repair):
+        cache[t], targets = predictions(network, batches, task)
     rows = [ensemble_row("curve t=" + "/".join(f"{float(t):g}" for t in ts), [cache[float(t)] for t in ts], targets, task)
             for ts in t_sets]
     if independent:

@@ -79,6 +79,7 @@ def interpolate(
     progress: bool = True,
     fixups: Sequence[Fixup] = (),
     hessian: HessianSettings | dict | None = None,
+    repair: bool = False,
 ) -> PathResult:
     """Loss and accuracy of θ(t) = (1 - t) θ_start + t θ_end at every t (default: 31 points on [-1, 2]).
 
@@ -88,8 +89,10 @@ def interpolate(
     entries that do not move stay at the ``hold`` end. BatchNorm statistics are recomputed at each t on
     ``bn_batches`` training batches (None: a full pass; 0: off), then each of ``fixups`` runs
     (``paths.fixups``); ``hessian`` (HessianSettings or a dict of its fields) adds the top Hessian
-    eigenvalues and trace at each t to every row's ``extras``. Under torchrun the t grid is split
-    across ranks and every rank gets all rows.
+    eigenvalues and trace at each t to every row's ``extras``. ``repair`` corrects every hidden unit at
+    each t, after BatchNorm recomputation, to mean (1 - t) μ_start + t μ_end and std (1 - t) σ_start +
+    t σ_end (REPAIR, ``paths.repair``; t beyond [0, 1]: the nearer end's). Under torchrun the t grid is
+    split across ranks and every rank gets all rows.
     """
     join_launched_group()
     if isinstance(start, (str, Path)) and isinstance(end, (str, Path)):
@@ -97,11 +100,11 @@ def interpolate(
     a, b = as_network(start, "start"), as_network(end, "end")
     ts = [float(v) for v in t] if t is not None else t_grid(-1.0, 2.0, 31)
     datamodule = as_data(data, a, b)
-    settings = EvalSettings(tuple(splits), bn_batches, accelerator, progress, list(fixups), hessian=hessian)
+    settings = EvalSettings(tuple(splits), bn_batches, accelerator, progress, list(fixups), hessian=hessian, repair=repair)
     path = line(a.module.state_dict(), b.module.state_dict(), [n for n, _ in a.module.named_parameters()], move, hold,
                 (a.label, b.label))
     network = a.module.to(settings.device)
     rows = settings.evaluation(datamodule, task_of(datamodule, a, b)).path(network, path, ts, desc="interpolate")
     summary = {"start": a.label, "end": b.label, "move": move, "hold": hold, **described(settings.hessian),
-               **path_summary(rows, mli_tolerance)}
+               **({"repair": True} if repair else {}), **path_summary(rows, mli_tolerance)}
     return PathResult(rows, summary, f"{short(a.label)} → {short(b.label)} ({move})", "interpolate")
