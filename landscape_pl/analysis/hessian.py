@@ -1,12 +1,13 @@
 """Curvature of the loss at one point: Hessian-vector products, top eigenvalues, trace, spectral density.
 
 Pure functions of an ``Objective`` (a network, fixed batches, a summed loss). Every random vector comes
-from a ``torch.Generator`` the caller seeds, and nothing outlives a call: no graph is kept from one
-product to the next (PyHessian's power iteration holds them, the memory growth its users report) and
-the network's ``.grad`` fields are never written.
+from a ``torch.Generator`` the caller seeds, and nothing outlives a call: the gradient graph one call's
+products share is freed when the call returns (PyHessian keeps it on its object, the memory growth its
+users report), and the network's ``.grad`` fields are never written.
 
-Hessian-vector products are double backward (∇(∇L · v)) one batch at a time; ``bench/hessian.py``
-measures it against torch.func's forward-over-reverse ``jvp(grad(L))`` and keeps the faster.
+Hessian-vector products are double backward: each batch's gradient is built once per call with its
+graph, and every product is one backward through it (``bench/hessian.py``: 2.4x a gradient on TinyTen,
+against 3.7x for a product from scratch and 4.6x for torch.func's forward-over-reverse ``jvp(grad(L))``).
 Eigenvalues are Lanczos with full reorthogonalization (exact in exact arithmetic once the Krylov
 space is invariant, so a tiny network checks against ``eigvalsh`` of its explicit Hessian); the
 trace is Hutchinson's estimator with Rademacher vectors; the density is stochastic Lanczos
@@ -18,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -75,16 +77,40 @@ def gradient(objective: Objective) -> torch.Tensor:
     return total
 
 
-def hvp(objective: Objective, vector: torch.Tensor) -> torch.Tensor:
-    """H v as one flat vector: ∇(∇L · v) by double backward, batch by batch (each graph freed before the next)."""
+Product = Callable[[torch.Tensor], torch.Tensor]
+
+
+@contextmanager
+def products(objective: Objective) -> Iterator[Product]:
+    """H v for any number of flat v at one point: each batch's gradient is built once with its graph and
+    every product is one backward through it; the graphs are freed on leaving the block (their memory is
+    that of one double-backward graph per batch of the objective)."""
     params = objective.parameters
-    pieces = vector.split([p.numel() for p in params])
-    total = torch.zeros_like(vector)
-    for loss in objective.losses():
-        grads = torch.autograd.grad(loss, params, create_graph=True)
-        dot = sum((g * v.view_as(g)).sum() for g, v in zip(grads, pieces))
-        total += flat(torch.autograd.grad(dot, params))
-    return total
+    sizes = [p.numel() for p in params]
+    graphs = [torch.autograd.grad(loss, params, create_graph=True) for loss in objective.losses()]
+
+    def apply(vector: torch.Tensor) -> torch.Tensor:
+        pieces = [v.view_as(p) for v, p in zip(vector.split(sizes), params)]
+        total = torch.zeros_like(vector)
+        for grads in graphs:
+            live = [(g, v) for g, v in zip(grads, pieces) if g.requires_grad]  # a gradient constant in θ adds nothing
+            if not live:
+                continue
+            found = torch.autograd.grad([g for g, _ in live], params, [v for _, v in live], retain_graph=True, allow_unused=True)
+            total += flat([torch.zeros_like(p) if f is None else f for f, p in zip(found, params)])
+        return total
+
+    try:
+        with torch.enable_grad():
+            yield apply
+    finally:
+        graphs.clear()
+
+
+def hvp(objective: Objective, vector: torch.Tensor) -> torch.Tensor:
+    """One H v as a flat vector (double backward); for many, ``products`` shares the gradient's graph."""
+    with products(objective) as apply:
+        return apply(vector)
 
 
 def rademacher(size: int, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
@@ -150,16 +176,17 @@ def top_eigenvalues(objective: Objective, k: int = 1, iterations: int = 20, tole
     like = objective.parameters[0]
     start = torch.randn(size, generator=generator, dtype=torch.float64).to(like)
     values, steps, converged = [], 0, False
-    for alphas, betas, residual in lanczos(lambda v: hvp(objective, v), start, min(iterations, size)):
-        steps = len(alphas)
-        if steps < k:
-            continue
-        theta, vectors = ritz(alphas, betas)
-        bounds = residual * vectors[-1, -k:].abs()
-        values = theta[-k:].flip(0).tolist()
-        converged = bool((bounds <= tolerance * theta[-k:].abs().clamp_min(1e-30)).all())
-        if converged:
-            break
+    with products(objective) as apply:
+        for alphas, betas, residual in lanczos(apply, start, min(iterations, size)):
+            steps = len(alphas)
+            if steps < k:
+                continue
+            theta, vectors = ritz(alphas, betas)
+            bounds = residual * vectors[-1, -k:].abs()
+            values = theta[-k:].flip(0).tolist()
+            converged = bool((bounds <= tolerance * theta[-k:].abs().clamp_min(1e-30)).all())
+            if converged:
+                break
     return Eigenvalues(values, steps, converged)
 
 
@@ -170,9 +197,10 @@ def hutchinson_trace(objective: Objective, samples: int, generator: torch.Genera
     generator = generator or torch.Generator().manual_seed(0)
     like = objective.parameters[0]
     estimates = []
-    for _ in range(samples):
-        v = rademacher(objective.size, generator, like)
-        estimates.append(float(torch.dot(v, hvp(objective, v))))
+    with products(objective) as apply:
+        for _ in range(samples):
+            v = rademacher(objective.size, generator, like)
+            estimates.append(float(torch.dot(v, apply(v))))
     values = torch.tensor(estimates, dtype=torch.float64)
     error = float(values.std() / math.sqrt(samples)) if samples > 1 else math.nan
     return float(values.mean()), error
@@ -206,13 +234,14 @@ def spectral_density(objective: Objective, vectors: int = 1, steps: int = 50, ge
     generator = generator or torch.Generator().manual_seed(0)
     like = objective.parameters[0]
     nodes, weights = [], []
-    for _ in range(vectors):
-        start = rademacher(objective.size, generator, like)
-        for alphas, betas, _ in lanczos(lambda v: hvp(objective, v), start, min(steps, objective.size)):
-            pass
-        theta, s = ritz(alphas, betas)
-        nodes.append(theta.tolist())
-        weights.append((s[0] ** 2).tolist())
+    with products(objective) as apply:
+        for _ in range(vectors):
+            start = rademacher(objective.size, generator, like)
+            for alphas, betas, _ in lanczos(apply, start, min(steps, objective.size)):
+                pass
+            theta, s = ritz(alphas, betas)
+            nodes.append(theta.tolist())
+            weights.append((s[0] ** 2).tolist())
     every = torch.tensor([n for row in nodes for n in row], dtype=torch.float64)
     low, high = float(every.min()), float(every.max())
     width = sigma * ((high - low) or max(abs(high), 1.0))
