@@ -211,6 +211,7 @@ def plane(
     progress: bool = True,
     fixups: Sequence[Fixup] = (),
     hessian: HessianSettings | dict | None = None,
+    repair: bool = False,
 ) -> PlaneResult:
     """Loss and accuracy on a ``points`` x ``points`` grid of a plane.
 
@@ -220,7 +221,11 @@ def plane(
     end and control point ``curve_control``, with the curve's own path at ``curve_points`` t drawn on
     it). ``curve`` draws other networks (or one CSV with a ``checkpoint`` column) on the plane. The
     grid covers the anchors plus ``margin`` of their extent on every side. ``hessian`` adds curvature
-    at each grid point to its rows' extras (columns of plane.csv).
+    at each grid point to its rows' extras (columns of plane.csv). ``repair`` corrects every hidden unit
+    at each grid point to the mixture of the networks' mean and std by the point's barycentric
+    coefficients in the three networks (negative ones clipped to 0, the rest renormalized); through a
+    curve, the control point's share goes half to each end (it is no trained network); around one
+    network, to that network's statistics (``paths.repair``).
     """
     join_launched_group()
     given = [flag for flag, value in (("--networks", networks), ("--center", center), ("--curve_ckpt", curve_ckpt))
@@ -251,6 +256,8 @@ def plane(
         if len(names) != 3:
             raise LandscapeError(f"--labels needs three names, got {names}")
         surface = plane_through(states, plane_labels, geometry=parameter_names)
+        if curve_ckpt is not None:  # the control point is no network: its share goes half to each end
+            surface.made_of([0, 1], [[1.0, 0.0, 0.5], [0.0, 1.0, 0.5]])
         xs, ys = grid(surface, points, margin)
         axis_labels = (f"x: along {names[1]} - {names[0]}", f"y: Gram-Schmidt of {names[2]} - {names[0]}")
     else:
@@ -265,7 +272,7 @@ def plane(
     else:
         datamodule = as_data(data, loaded[0])
         task = task_of(datamodule, loaded[0])
-    settings = EvalSettings(tuple(splits), bn_batches, accelerator, progress, list(fixups), hessian=hessian)
+    settings = EvalSettings(tuple(splits), bn_batches, accelerator, progress, list(fixups), hessian=hessian, repair=repair)
     network = network.to(settings.device)
     evaluation = settings.evaluation(datamodule, task)
     keys = [(x, y) for y in ys for x in xs] + list(surface.anchor_points)
@@ -285,6 +292,7 @@ def plane(
         "networks": [str(p) for p in paths],
         "kind": kind,
         **described(settings.hessian),
+        **({"repair": True} if repair else {}),
         **({"curve_ckpt": str(curve_ckpt) if isinstance(curve_ckpt, (str, Path)) else "curve", "curve_control": curve_control}
            if curve_ckpt is not None else {}),
         "anchors": [{"label": name, "x": x, "y": y, **{f"{r.split}_loss": r.loss for r in anchor_rows if r.key == (x, y)},
