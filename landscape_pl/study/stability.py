@@ -121,6 +121,9 @@ def barrier_rows(step: int, kind: str, line: PathResult) -> list[dict]:
     rows = []
     for split, numbers in line.split_summary().items():
         mine = sorted((r for r in line.rows if r.split == split), key=lambda r: r.key)
+        if any(r.accuracy is None for r in mine):
+            raise LandscapeError(f"the line between the children of spawn step {step} has no accuracy on {split}: the stability "
+                                 "study reads the error barrier, so its endpoint config must train a classifier")
         ts, errors = [r.key for r in mine], [1.0 - r.accuracy for r in mine]
         inside = [e for t, e in zip(ts, errors) if 0.0 <= t <= 1.0]
         rows.append({"step": step, "split": split, "kind": kind, "error_barrier": error_barrier(ts, errors),
