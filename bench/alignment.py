@@ -2,7 +2,7 @@
 
 Time (target <= 1.5): ``align_activations`` (both forwards with streaming statistics + the linear
 assignments) over one plain no-grad forward of both networks over the same images (the floor);
-``match_weights`` is timed in the same interleaved repeats. Objectives: the mean correlation of
+``weight_match`` is timed in the same interleaved repeats. Objectives: the mean correlation of
 corresponding units (mean over groups) before / after activation alignment, and Σ <θ_A, P θ_B> over
 the parameters before (identity) / after weight matching. Peak memory: activation alignment of a
 TinyTen pair on --memory-images random images made batch by batch (as a loader streams them), each
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from landscape_pl.models import VGG16BN, TinyTen
-from landscape_pl.symmetry import align_activations, match_weights, permute, signature, spec_of
+from landscape_pl.symmetry import align_activations, permute, signature, spec_of, weight_match
 
 import timing
 
@@ -84,7 +84,7 @@ def timed(name: str, factory: type[nn.Module], images: int, batch: int, repeats:
         results["activation"] = align(net_a, net_b, batches)
 
     def weights() -> None:
-        results["weights"] = match_weights(state_a, state_b, spec, names)
+        results["weights"] = weight_match(state_a, state_b, spec, names)
 
     forward_both(net_a, net_b, batches[:1])  # warm-up (a whole untimed repeat would cost as much as a timed one)
     times = timing.interleave({"forward of both (floor)": lambda: forward_both(net_a, net_b, batches),
@@ -95,8 +95,9 @@ def timed(name: str, factory: type[nn.Module], images: int, batch: int, repeats:
     before, after = (statistics.mean(signature(correlations, p).values()) for p in (None, perms))
     print(f"  mean correlation of corresponding units: {before:.4f} before, {after:.4f} after activation alignment")
     identity = inner_product(state_a, state_b, names)
-    matched = inner_product(state_a, permute(state_b, spec, results["weights"]), names)
-    print(f"  weight-matching objective: {identity:.2f} before, {matched:.2f} after (gain {matched - identity:.2f})")
+    matched = inner_product(state_a, permute(state_b, spec, results["weights"].permutations), names)
+    print(f"  weight-matching objective: {identity:.2f} before, {matched:.2f} after (gain {matched - identity:.2f}, "
+          f"{results['weights'].sweeps} sweeps; bench/weight_matching.py compares sweep orders)")
     return f"{name}: activation alignment / forward of both", timing.ratios(times, "align_activations", "forward of both (floor)"), 1.5
 
 

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import landscape_pl as lp
 from landscape_pl.data import DigitsDataModule
+from landscape_pl.errors import LandscapeError
 from landscape_pl.io import save_network
 from landscape_pl.models import ResNet
 from landscape_pl.modules.pam import PAMModule
@@ -31,6 +32,7 @@ from landscape_pl.symmetry import (
     weight_match,
     weight_matched,
 )
+from landscape_pl.symmetry.apply import nesting
 from landscape_pl.symmetry.weight_matching import unit_rows
 
 
@@ -177,3 +179,12 @@ def test_activation_alignment_of_a_vision_transformer_weight_matches_the_heads(v
     result = lp.align(net, copy, loader, fraction=1.0, points=0, accelerator="cpu", progress=False)
     assert result.summary["weight_matched"] == weight_matched(spec) and list(result.summary["groups"]) == probed
     assert {g: p.tolist() for g, p in result.permutations.items()} == {g: expected[g].tolist() for g in spec.names}
+
+
+def test_a_group_nested_in_another_must_come_after_it() -> None:
+    """Permutations apply in the spec's order, and a head's dims are indexed by the head's place after the heads move."""
+    heads = Group("heads", 2, (Axis("w", 0, block=3),))
+    first_dims = Group("head0", 3, (Axis("w", 0),))
+    assert nesting(PermutationSpec((heads, first_dims)))["heads"][0].unit == 0
+    with pytest.raises(LandscapeError, match=r"group 'head0' lies inside the units of 'heads' but comes first.*list 'heads' before it"):
+        nesting(PermutationSpec((first_dims, heads)))

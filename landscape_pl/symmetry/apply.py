@@ -60,13 +60,17 @@ def holder(inner: Axis, size: int, outer: Group) -> tuple[int, Axis] | None:
 
 
 def nesting(spec: PermutationSpec) -> dict[str, list[Nested]]:
-    """Outer group name -> the groups nested in its units, each inner group under its first outer group."""
+    """Outer group name -> the groups nested in its units (each inner group under its first outer group)."""
+    blocks: dict[tuple[str, int], list[int]] = {}  # (entry, dim) -> groups with blocks there: the candidate outers
+    for i, group in enumerate(spec.groups):
+        for axis in group.axes:
+            if axis.block > 1:
+                blocks.setdefault((axis.entry, axis.dim), []).append(i)
     result: dict[str, list[Nested]] = {}
-    placed: set[str] = set()
-    for i, outer in enumerate(spec.groups):
-        for j, inner in enumerate(spec.groups):
-            if i == j or inner.name in placed:
-                continue
+    for j, inner in enumerate(spec.groups):
+        candidates = blocks.get((inner.axes[0].entry, inner.axes[0].dim), []) if inner.axes else []
+        for i in dict.fromkeys(i for i in candidates if i != j):
+            outer = spec.groups[i]
             held = [holder(axis, inner.size, outer) for axis in inner.axes]
             if not all(held) or len({unit for unit, _ in held}) != 1:
                 continue
@@ -75,8 +79,8 @@ def nesting(spec: PermutationSpec) -> dict[str, list[Nested]]:
                     f"permutation group {inner.name!r} lies inside the units of {outer.name!r} but comes first in the spec: "
                     f"list {outer.name!r} before it (permutations apply in the spec's order)"
                 )
-            placed.add(inner.name)
             result.setdefault(outer.name, []).append(Nested(inner.name, held[0][0], tuple(zip(inner.axes, (a for _, a in held)))))
+            break
     return result
 
 
