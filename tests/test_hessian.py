@@ -1,0 +1,240 @@
+"""Curvature along paths: the Hessian's top eigenvalues, trace and spectral density against the explicit
+Hessian of a tiny MLP, the per-point columns through the API, the files and the CLI, under torchrun,
+and the inputs that are refused."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from test_api import DDP_SCRIPT
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import landscape_pl as lp
+from landscape_pl.analysis.hessian import Objective, check_differentiable, hutchinson_trace, hvp, spectral_density, top_eigenvalues
+from landscape_pl.api.lines import PathResult
+from landscape_pl.cli import main
+from landscape_pl.data.loaders import as_datamodule
+from landscape_pl.data.subsets import training_subset
+from landscape_pl.errors import LandscapeError
+from landscape_pl.io import read_path_csv, save_network
+from landscape_pl.models import MLP
+from landscape_pl.paths.batchnorm import recompute_batchnorm
+from landscape_pl.paths.curvature import HessianSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = ["--accelerator=cpu", "--progress=false", "--tensorboard=false"]
+
+
+def summed(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(outputs, targets, reduction="sum")
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple[Objective, torch.Tensor]:
+    """A 4-6-3 tanh MLP in float64 on 32 examples in two batches, and its explicit Hessian."""
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    x, y = torch.randn(32, 4, dtype=torch.float64), torch.randint(0, 3, (32,))
+    objective = Objective(network, [(x[:20], y[:20]), (x[20:], y[20:])], summed)
+    names = [n for n, _ in network.named_parameters()]
+    shapes = [p.shape for p in network.parameters()]
+
+    def loss(theta: torch.Tensor) -> torch.Tensor:
+        params = {n: v.view(s) for n, v, s in zip(names, theta.split([s.numel() for s in shapes]), shapes)}
+        return F.cross_entropy(torch.func.functional_call(network, params, (x,)), y)
+
+    theta = torch.cat([p.detach().reshape(-1) for p in network.parameters()])
+    return objective, torch.autograd.functional.hessian(loss, theta)
+
+
+def test_products_eigenvalues_and_trace_match_the_explicit_hessian(tiny):
+    objective, hessian = tiny
+    exact = torch.linalg.eigvalsh(hessian)
+    v = torch.randn(objective.size, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(hvp(objective, v), hessian @ v, rtol=1e-10, atol=1e-12)
+    found = top_eigenvalues(objective, k=3, iterations=objective.size, tolerance=1e-8, generator=torch.Generator().manual_seed(0))
+    assert found.converged and found.steps < objective.size
+    assert found.values == pytest.approx(exact[-3:].flip(0).tolist(), rel=1e-4)
+    mean, error = hutchinson_trace(objective, 100, torch.Generator().manual_seed(1))
+    assert 0 < error < 0.5 * abs(float(hessian.trace()))
+    assert abs(mean - float(hessian.trace())) <= 3 * error
+    assert all(p.grad is None for p in objective.network.parameters())  # nothing written into the network
+
+
+def test_every_draw_comes_from_the_generator(tiny):
+    objective, _ = tiny
+    runs = [(top_eigenvalues(objective, 2, 8, 1e-12, torch.Generator().manual_seed(5)),
+             hutchinson_trace(objective, 4, torch.Generator().manual_seed(5))) for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert hutchinson_trace(objective, 4, torch.Generator().manual_seed(6)) != runs[0][1]
+
+
+def test_the_spectral_density_integrates_to_one_and_covers_the_extreme_eigenvalues(tiny):
+    objective, hessian = tiny
+    exact = torch.linalg.eigvalsh(hessian)
+    spectrum = spectral_density(objective, vectors=3, steps=objective.size, generator=torch.Generator().manual_seed(2))
+    grid, density = torch.tensor(spectrum.grid), torch.tensor(spectrum.density)
+    assert float(torch.trapezoid(density, grid)) == pytest.approx(1.0, abs=1e-6)
+    assert all(sum(w) == pytest.approx(1.0, abs=1e-10) for w in spectrum.weights)
+    nodes = [n for row in spectrum.nodes for n in row]
+    assert min(nodes) == pytest.approx(float(exact[0]), rel=1e-4) and max(nodes) == pytest.approx(float(exact[-1]), rel=1e-4)
+    assert grid[0] < exact[0] and grid[-1] > exact[-1]
+    assert (density >= 0).all() and float(density[0]) < 1e-3 * float(density.max())
+
+
+class Rounded(nn.Module):
+    def forward(self, x):
+        return torch.round(x)
+
+
+class Argmax(nn.Module):
+    def forward(self, x):
+        return x.argmax(dim=1)
+
+
+class Frozen(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(6, 6)
+
+    def forward(self, x):
+        with torch.no_grad():
+            return self.linear(x)
+
+
+class Unused(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear, self.spare = nn.Linear(6, 3), nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.linear(x)
+
+
+@pytest.mark.parametrize(("layers", "message"), [
+    (lambda: [Rounded(), nn.Linear(6, 3)], r"module '1' \(Rounded\) applies round, whose derivative is zero"),
+    (lambda: [Argmax(), nn.Embedding(6, 3)], r"module '1' \(Argmax\) returns a torch.int64 tensor"),
+    (lambda: [Frozen(), nn.Linear(6, 3)], r"module '1.linear' \(Linear\) returns a tensor that does not require grad"),
+    (lambda: [Unused()], r"module '1.spare': the loss does not depend on its parameter '1.spare.weight'"),
+])
+def test_a_network_without_a_hessian_is_refused_naming_the_module(layers, message):
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Linear(4, 6), *layers())
+    batch = (torch.randn(8, 4), torch.randint(0, 3, (8,)))
+    with pytest.raises(LandscapeError, match=r"the Hessian needs a loss twice differentiable .* but " + message):
+        check_differentiable(Objective(network, [batch], summed))
+    data = {"train": DataLoader(TensorDataset(*batch), batch_size=4)}
+    with pytest.raises(LandscapeError, match=message):  # and through the API, before any point is evaluated
+        lp.interpolate(network, network, data, t=[0.0], splits=["train"], accelerator="cpu", progress=False, hessian={"subset": 8})
+    check_differentiable(Objective(nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)), [batch], summed))
+
+
+def loaders(count: int = 96, features: int = 8) -> dict[str, DataLoader]:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(count, features, generator=generator)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    return {"train": DataLoader(TensorDataset(x, y), batch_size=32), "test": DataLoader(TensorDataset(x[:40], y[:40]), batch_size=32)}
+
+
+def bn_net(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 10), nn.BatchNorm1d(10), nn.ReLU(), nn.Linear(10, 2))
+
+
+def test_a_path_carries_the_curvature_of_each_point_taken_after_batchnorm_is_recomputed(tmp_path):
+    data = loaders()
+    a, b = bn_net(1), bn_net(2)
+    settings = HessianSettings(top_k=2, trace_samples=4, subset=64, seed=3)
+    result = lp.interpolate(a, b, data, t=[0.0, 0.5, 1.0], accelerator="cpu", progress=False, hessian=settings)
+    assert result.summary["hessian"]["top_k"] == 2
+    assert [list(r.extras) for r in result.rows] == [["hessian_eig_1", "hessian_eig_2", "hessian_trace", "hessian_trace_se"]] * 6
+    assert all(r.extras == s.extras for r, s in zip(result.rows[::2], result.rows[1::2]))  # the same on both splits
+    # t = 0.5 by hand: the midpoint, BatchNorm recomputed on the training data, eval mode, the seeded subset
+    middle = bn_net(1)
+    with torch.no_grad():
+        for p, q, r in zip(middle.state_dict().values(), a.state_dict().values(), b.state_dict().values()):
+            if torch.is_floating_point(p):
+                p.copy_(0.5 * q + 0.5 * r)
+    recompute_batchnorm(middle, data["train"])
+    middle.eval()
+    objective = Objective(middle, list(training_subset(as_datamodule(data), 64, 3, "subset")), summed)
+    generator = torch.Generator().manual_seed(3)
+    eigen = top_eigenvalues(objective, 2, 20, 1e-3, generator)
+    mean, error = hutchinson_trace(objective, 4, generator)
+    numbers = result.rows[2].extras
+    assert [numbers["hessian_eig_1"], numbers["hessian_eig_2"]] == pytest.approx(eigen.values, rel=1e-5)
+    assert [numbers["hessian_trace"], numbers["hessian_trace_se"]] == pytest.approx([mean, error], rel=1e-5)
+    result.save(tmp_path, tensorboard=True)
+    header = (tmp_path / "path.csv").read_text().splitlines()[0]
+    assert header == "t,split,loss,accuracy,hessian_eig_1,hessian_eig_2,hessian_trace,hessian_trace_se"
+    assert PathResult.load(tmp_path).rows == result.rows
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    assert [e.value for e in events.Scalars("interpolate/hessian_eig_1")] == pytest.approx([r.extras["hessian_eig_1"] for r in result.rows[::2]])
+
+
+def test_planes_and_mli_take_the_same_setting(tmp_path):
+    data = loaders()
+    nets = [MLP(8, [6], 2) for _ in range(3)]
+    grid = lp.plane(networks=nets, data=data, points=2, splits=["test"], accelerator="cpu", progress=False, hessian={"top_k": 1, "subset": 32})
+    assert all(r.extras.keys() == {"hessian_eig_1"} for r in grid.rows + grid.anchor_rows)
+    grid.save(tmp_path / "plane")
+    assert (tmp_path / "plane" / "plane.csv").read_text().splitlines()[0] == "x,y,split,loss,accuracy,hessian_eig_1"
+    runs = lp.mli([(nets[0], nets[1])], data, points=2, variants=["all"], splits=["train"], progress=False, accelerator="cpu",
+                  hessian={"trace_samples": 2, "top_k": 0, "subset": 32})
+    assert all(r.extras.keys() == {"hessian_trace", "hessian_trace_se"} for r in runs.paths[("run0", "all")].rows)
+
+
+def test_the_interpolate_command_writes_the_columns(tmp_path):
+    ends = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        ends.append(save_network(MLP(in_features=64, widths=[8], num_outputs=10), tmp_path / f"n{seed}.ckpt", "classification"))
+    main(["interpolate", "--start", str(ends[0]), "--end", str(ends[1]), "--out", str(tmp_path / "cli"), "--points=3",
+          "--data=landscape_pl.data.DigitsDataModule", "--hessian.top_k=1", "--hessian.trace_samples=2", "--hessian.subset=64",
+          "--hessian.iterations=30", *QUIET])
+    rows = read_path_csv(tmp_path / "cli" / "path.csv")
+    assert [list(r.extras) for r in rows] == [["hessian_eig_1", "hessian_trace", "hessian_trace_se"]] * 6
+    assert json.loads((tmp_path / "cli" / "summary.json").read_text())["hessian"]["subset"] == 64
+    api = lp.interpolate(str(ends[0]), str(ends[1]), t=[-1.0, 0.5, 2.0], accelerator="cpu", progress=False,
+                         data=lp.data.DigitsDataModule(), hessian={"top_k": 1, "trace_samples": 2, "subset": 64, "iterations": 30})
+    assert api.rows == rows
+
+
+def test_bad_hessian_settings_are_refused_before_the_work():
+    data = loaders(count=50)
+    a, b = MLP(8, [6], 2), MLP(8, [6], 2)
+    with pytest.raises(LandscapeError, match=r"hessian subset=256: the training split has 50 examples; ask for 1 to 50"):
+        lp.interpolate(a, b, data, t=[0.0, 1.0], accelerator="cpu", progress=False, hessian={"top_k": 1})
+    with pytest.raises(LandscapeError, match=r"hessian has unknown keys \['topk'\]; the keys are \['top_k', "):
+        lp.interpolate(a, b, data, t=[0.0, 1.0], hessian={"topk": 1})
+    with pytest.raises(LandscapeError, match="measures nothing"):
+        HessianSettings(top_k=0)
+    with pytest.raises(LandscapeError, match=r"top_k=200: the network has 68 parameters"):
+        lp.interpolate(a, b, data, t=[0.0], accelerator="cpu", progress=False, hessian={"top_k": 200, "iterations": 200, "subset": 8})
+
+
+def test_under_torchrun_every_rank_gets_every_point_with_its_curvature(tmp_path):
+    script = DDP_SCRIPT.replace('progress=False)', 'progress=False, hessian={"top_k": 1, "trace_samples": 2, "subset": 32})')
+    script = script.replace("r.accuracy]", "r.accuracy, dict(r.extras)]")
+    assert script.count("hessian") == 1 and "r.extras" in script
+    (tmp_path / "line.py").write_text(script)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    for launcher in (["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"], []):
+        out = tmp_path / ("two" if launcher else "one")
+        done = subprocess.run([sys.executable, *launcher, str(tmp_path / "line.py"), str(out)], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    single = json.loads((tmp_path / "one.rank0.json").read_text())
+    assert len(single) == 7 * 2 and all(math.isfinite(row[4]["hessian_eig_1"]) for row in single)
+    assert json.loads((tmp_path / "two.rank0.json").read_text()) == single == json.loads((tmp_path / "two.rank1.json").read_text())
