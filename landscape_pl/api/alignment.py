@@ -155,6 +155,7 @@ def align(
     bn_batches: int | None = None,
     accelerator: str = "auto",
     progress: bool = True,
+    repair: bool = False,
 ) -> AlignmentResult:
     """Permute ``end``'s hidden units to match ``start``'s.
 
@@ -163,7 +164,9 @@ def align(
     others held; the report's ``weight_matched`` lists them); weight matches weights and needs no data
     (the report's ``weight_matching`` holds its sweeps and objective gain). With data, the report holds
     each probed layer's mean cross-correlation of corresponding units before and after, dead units, and
-    (``points`` > 0) the loss barriers of the straight lines start → end and start → aligned end on ``splits``.
+    (``points`` > 0) the loss barriers and midpoint (t = 0.5) accuracies of the straight lines start → end
+    and start → aligned end on ``splits``; ``repair`` adds the line start → aligned end with REPAIR at
+    every t (``aligned_repair``: variance collapse corrected, ``paths.repair``).
     """
     if method not in ("activation", "weight"):
         raise LandscapeError(f"method must be 'activation' or 'weight', got {method!r}")
@@ -198,14 +201,23 @@ def align(
     lines: dict[str, PathResult] = {}
     if points and datamodule is not None:
         ts = t_grid(0.0, 1.0, points)
-        for label, other in (("unaligned", b.module), ("aligned", permuted)):
+        walks = [("unaligned", b.module, False, b.label), ("aligned", permuted, False, f"{b.label} (aligned)")]
+        walks += [("aligned_repair", permuted, True, f"{b.label} (aligned, REPAIR)")] if repair else []
+        for label, other, repaired, end_label in walks:
             lines[label] = interpolate(a.module, other, datamodule, ts, bn_batches=bn_batches, splits=splits,
-                                       accelerator=accelerator, progress=progress)
-            lines[label].summary |= {"start": a.label, "end": b.label if label == "unaligned" else f"{b.label} (aligned)"}
-            lines[label].title = f"{short(a.label)} → {short(lines[label].summary['end'])} (all)"
+                                       accelerator=accelerator, progress=progress, repair=repaired)
+            lines[label].summary |= {"start": a.label, "end": end_label}
+            lines[label].title = f"{short(a.label)} → {short(end_label)} (all)"
         report["barrier"] = {label: {split: path.summary[split]["barrier"] for split in splits} for label, path in lines.items()}
+        report["midpoint_accuracy"] = {label: {split: midpoint(path.rows, split).accuracy for split in splits}
+                                       for label, path in lines.items()}
     return AlignmentResult(perms, permuted, correlations, report, lines, spec, b.spec, task_of(datamodule, a, b) if datamodule else
                            (b.task or "classification"))
+
+
+def midpoint(rows: Sequence[Row], split: str) -> Row:
+    """The row of ``split`` nearest t = 0.5."""
+    return min((r for r in rows if r.split == split), key=lambda r: abs(r.key - 0.5))
 
 
 @dataclass
