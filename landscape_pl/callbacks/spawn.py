@@ -17,6 +17,8 @@ from landscape_pl.errors import LandscapeError
 from landscape_pl.layout import spawn_name
 from landscape_pl.modules.endpoint import checkpoint_dir
 
+STATE_KEY = "SpawnCheckpoints"  # where a checkpoint keeps this callback's state (the run's length)
+
 
 class SpawnCheckpoints(L.Callback):
     """Save the whole training state at each of ``steps`` (optimizer steps taken) into ``dirpath``
@@ -36,7 +38,7 @@ class SpawnCheckpoints(L.Callback):
 
     @property
     def state_key(self) -> str:
-        return "SpawnCheckpoints"
+        return STATE_KEY
 
     def state_dict(self) -> dict:
         return {"total_steps": self.total_steps, "steps": self.steps}

@@ -24,6 +24,7 @@ from landscape_pl.analysis.stability import error_barrier, stable_from
 from landscape_pl.api.alignment import align as align_networks
 from landscape_pl.api.lines import PathResult, interpolate
 from landscape_pl.api.result import Result
+from landscape_pl.callbacks.spawn import STATE_KEY, SpawnCheckpoints
 from landscape_pl.data.saved import resolve_data
 from landscape_pl.errors import LandscapeError
 from landscape_pl.fitting import fit_run
@@ -39,7 +40,6 @@ from landscape_pl.study.trajectory import clone_start
 
 COLUMNS = ("step", "split", "kind", "error_barrier", "loss_barrier", "error_start", "error_end", "max_error_0_1")
 NUMBERS = ("error_barrier", "loss_barrier", "error_start", "error_end", "max_error_0_1")
-SPAWN_STATE = "SpawnCheckpoints"  # callbacks.SpawnCheckpoints' state_key: the parent's length is kept there
 # a child resumes mid-epoch from another run's state on purpose: with a new data order, without the parent's callbacks
 EXPECTED = (r"You're resuming from a checkpoint that ended before the epoch ended", r"The dirpath has changed from",
             r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint")
@@ -166,7 +166,7 @@ def child_stage(name: str, layout: Study, step: int, index: int, config: Path, s
 
 def total_steps(spawned: Path) -> int:
     """The parent's training length, as its SpawnCheckpoints callback recorded it in every state it saved."""
-    return int(read_checkpoint(spawned)["callbacks"][SPAWN_STATE]["total_steps"])
+    return int(read_checkpoint(spawned)["callbacks"][STATE_KEY]["total_steps"])
 
 
 def line_stage(layout: Study, step: int, kind: str, ts: list[float], splits: Sequence[str], method: str | None,
@@ -235,7 +235,7 @@ def stability(
     if len(ts) < 3:
         raise LandscapeError(f"points={points}: a barrier needs a point between the children; give at least 3")
     config, root, layout, outcomes = find_config(endpoint_config), Path(out), Study(Path(out)), Outcomes()
-    spawn = {"class_path": "landscape_pl.callbacks.spawn.SpawnCheckpoints", "init_args": {"steps": steps}}
+    spawn = {"class_path": f"{SpawnCheckpoints.__module__}.{SpawnCheckpoints.__qualname__}", "init_args": {"steps": steps}}
     parent = endpoint_stage("parent", layout.parent, config, seed, (*overrides, "--trainer.callbacks+=" + json.dumps(spawn)))
     stages = [replace(parent, outputs=[*parent.outputs, *(layout.spawned(k) for k in steps)])]
     kinds = ["unaligned"] + ([] if align is None else ["aligned"])
