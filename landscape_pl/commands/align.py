@@ -32,6 +32,7 @@ def align(
     accelerator: str = "auto",
     tensorboard: bool = True,
     progress: bool = True,
+    repair: bool = False,
 ) -> dict:
     """Align ``end`` to ``start``; write the aligned checkpoint, the permutation and the report.
 
@@ -50,9 +51,11 @@ def align(
         accelerator: cpu, cuda or auto.
         tensorboard: also write heatmaps and signatures to ``out/tensorboard``.
         progress: show progress bars.
+        repair: also the line start -> aligned end with REPAIR at every t (``aligned_repair/``); the
+            report gains its barrier and midpoint accuracy next to the unaligned and aligned lines'.
     """
     result = alignment.align(start, end, resolve_data(data, end), method, fraction, seed, points, splits, bn_batches, accelerator,
-                             progress)
+                             progress, repair)
     result.save(out, tensorboard)
     print(f"wrote {Path(out) / 'aligned.ckpt'}, permutation.json and report.json in {out}")
     return json.loads((Path(out) / "report.json").read_text())

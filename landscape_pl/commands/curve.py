@@ -31,6 +31,7 @@ def curve(
     tensorboard: bool = True,
     progress: bool = True,
     hessian: HessianSettings | None = None,
+    repair: bool = False,
 ) -> dict:
     """Evaluate a trained curve on a grid of t; write path.csv, summary.json, path.png (rank 0).
 
@@ -48,8 +49,11 @@ def curve(
         progress: show a progress bar.
         hessian: curvature at every point on a seeded training subset, as extra columns (e.g.
             ``--hessian.top_k 2 --hessian.trace_samples 10 --hessian.subset 256``); default none.
+        repair: REPAIR at every t after BatchNorm recomputation: each hidden unit given the mean and std
+            (1 - t) μ + t μ', (1 - t) σ + t σ' of the curve's two ends (measured on the training data).
     """
-    result = curves.evaluate_curve(ckpt, data, t, points, splits, bn_batches, accelerator, progress, hessian=hessian)
+    result = curves.evaluate_curve(ckpt, data, t, points, splits, bn_batches, accelerator, progress, hessian=hessian,
+                                   repair=repair)
     result.save(out, tensorboard)
     on_rank_zero(lambda: print(f"wrote {Path(out) / 'path.csv'}, summary.json and path.png"))
     return result.summary
@@ -62,6 +66,7 @@ def curve_point(
     data: LandscapeDataModule | None = None,
     bn_batches: int | None = None,
     accelerator: str = "auto",
+    repair: bool = False,
 ) -> str:
     """Export the network at ``t`` as an ordinary endpoint checkpoint (validate, test, interpolate accept it).
 
@@ -72,9 +77,12 @@ def curve_point(
         data: data module for BatchNorm statistics; default: the curve run's saved config.yaml.
         bn_batches: training batches for BatchNorm statistics; None is one full pass.
         accelerator: cpu, cuda or auto.
+        repair: REPAIR at t after BatchNorm recomputation: each hidden unit given the mean and std
+            (1 - t) μ + t μ', (1 - t) σ + t σ' of the curve's two ends (measured on the training data).
+            The correction is folded into the weights: the checkpoint is an ordinary network.
     """
     given = curves.as_curve(ckpt, data, accelerator)
-    network, module = curves.point_of(given, t, bn_batches, accelerator), given.module
+    network, module = curves.point_of(given, t, bn_batches, accelerator, repair), given.module
     target = Path(out) if out else Path(ckpt).parent / f"curve_t{t:g}.ckpt"
     save_network(network, target, module.task.name, module.spec, curve=str(ckpt), t=float(t))
     print(f"wrote {target}")
@@ -90,6 +98,7 @@ def curve_ensembles(
     split: Literal["train", "test"] = "test",
     bn_batches: int | None = None,
     accelerator: str = "auto",
+    repair: bool = False,
 ) -> list[dict]:
     """Ensembles of networks along the curve next to an ensemble of independent checkpoints.
 
@@ -104,8 +113,10 @@ def curve_ensembles(
         split: split the ensembles are scored on.
         bn_batches: training batches for BatchNorm statistics at each t; None is one full pass.
         accelerator: cpu, cuda or auto.
+        repair: REPAIR at each t of the ensembles, after BatchNorm recomputation: each hidden unit given the mean and std
+            (1 - t) μ + t μ', (1 - t) σ + t σ' of the curve's two ends (measured on the training data).
     """
-    result = curves.curve_ensembles(ckpt, t_sets, independent, data, split, bn_batches, accelerator)
+    result = curves.curve_ensembles(ckpt, t_sets, independent, data, split, bn_batches, accelerator, repair)
     result.save(out)
     print((Path(out) / "ensembles.md").read_text())
     return result.rows

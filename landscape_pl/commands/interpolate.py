@@ -32,6 +32,7 @@ def interpolate(
     tensorboard: bool = True,
     progress: bool = True,
     hessian: HessianSettings | None = None,
+    repair: bool = False,
 ) -> dict:
     """Evaluate θ(t) = (1 - t) θ_start + t θ_end on a grid of t; write path.csv, summary.json, path.png (rank 0).
 
@@ -54,9 +55,11 @@ def interpolate(
         progress: show a progress bar.
         hessian: curvature at every point on a seeded training subset, as extra columns (e.g.
             ``--hessian.top_k 2 --hessian.trace_samples 10 --hessian.subset 256``); default none.
+        repair: REPAIR at every t after BatchNorm recomputation: each hidden unit given the mean and std
+            (1 - t) μ_start + t μ_end, (1 - t) σ_start + t σ_end (measured on the training data).
     """
     result = lines.interpolate(start, end, data, t_grid(t_min, t_max, points), move, hold, bn_batches, splits, mli_tolerance,
-                               accelerator, progress, hessian=hessian)
+                               accelerator, progress, hessian=hessian, repair=repair)
     result.save(out, tensorboard)
     on_rank_zero(lambda: print(f"wrote {Path(out) / 'path.csv'}, summary.json and path.png"))
     return result.summary

@@ -34,6 +34,7 @@ def plane(
     tensorboard: bool = True,
     progress: bool = True,
     hessian: HessianSettings | None = None,
+    repair: bool = False,
 ) -> dict:
     """Loss and accuracy on a ``points`` x ``points`` grid of a plane; writes plane.csv, plane.json, plane.png (rank 0).
 
@@ -60,10 +61,12 @@ def plane(
         progress: show a progress bar.
         hessian: curvature at every point on a seeded training subset, as extra columns (e.g.
             ``--hessian.top_k 2 --hessian.trace_samples 10 --hessian.subset 256``); default none.
+        repair: REPAIR at every point after BatchNorm recomputation: each hidden unit given the mixture of
+            the networks' mean and std by the point's barycentric coefficients (clipped to >= 0).
     """
     result = planes.plane(networks, center, curve_ckpt, data, points, margin, span, seed, splits,
                           curve, curve_control, curve_points, labels, bn_batches,
-                          accelerator, progress, hessian=hessian)
+                          accelerator, progress, hessian=hessian, repair=repair)
     result.save(out, tensorboard)
     on_rank_zero(lambda: print(f"wrote {Path(out) / 'plane.csv'}, plane.json and plane.png"))
     return result.summary
