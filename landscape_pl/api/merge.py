@@ -33,7 +33,6 @@ from landscape_pl.data.subsets import alignment_batches
 from landscape_pl.devices import device
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network, save_network, write_json
-from landscape_pl.labels import short
 from landscape_pl.models.base import Spec
 from landscape_pl.paths import has_batchnorm
 from landscape_pl.paths.evaluate import evaluate
@@ -86,22 +85,23 @@ class MergeResult(Result):
         self.write_figure(folder / "merge.png", "merge" if tensorboard else None)
 
     def plot(self):
-        """Bars per network (accuracy, or loss for regression), one bar per split."""
+        """Bars per network (accuracy, or loss for regression), one bar per split; endpoints numbered as in the table."""
         from landscape_pl.plots import plt
 
         splits = self.summary["splits"]
         metric = "accuracy" if all(r.get(f"{splits[0]}_accuracy") is not None for r in self.rows) else "loss"
-        fig, ax = plt.subplots(figsize=(7, 0.6 + 0.4 * len(self.rows) * len(splits)))
+        names = [f"endpoint {i}" if r["kind"] == "endpoint" else r["network"] for i, r in enumerate(self.rows)]
+        fig, ax = plt.subplots(figsize=(8, 1.2 + 0.3 * len(self.rows) * len(splits)))
         height = 0.8 / len(splits)
         for index, split in enumerate(splits):
             positions = [i + index * height for i in range(len(self.rows))]
             ax.barh(positions, [r[f"{split}_{metric}"] for r in self.rows], height, label=split)
-        ax.set_yticks([i + height * (len(splits) - 1) / 2 for i in range(len(self.rows))], [short(r["network"]) for r in self.rows])
+        ax.set_yticks([i + height * (len(splits) - 1) / 2 for i in range(len(self.rows))], names)
         ax.invert_yaxis()
         ax.set_xlabel(metric)
-        ax.set_title(f"{len(self.permutations)} networks merged ({self.summary['method']} matching, "
-                     f"reference {self.summary['reference']}, fix-up {self.summary['fixup']})")
-        ax.legend()
+        ax.set_title(f"{len(self.permutations)} networks merged: {self.summary['method']} matching, "
+                     f"reference {self.summary['reference']}, fix-up {self.summary['fixup']}", fontsize=10)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
         fig.tight_layout()
         return fig
 
