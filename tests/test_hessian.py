@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from test_api import DDP_SCRIPT
+from test_curves import fit_curve
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -195,7 +196,7 @@ def test_planes_and_mli_take_the_same_setting(tmp_path):
     assert all(r.extras.keys() == {"hessian_trace", "hessian_trace_se"} for r in runs.paths[("run0", "all")].rows)
 
 
-def test_the_interpolate_command_writes_the_columns(tmp_path):
+def test_the_interpolate_and_curve_commands_write_the_columns(tmp_path):
     ends = []
     for seed in (1, 2):
         torch.manual_seed(seed)
@@ -209,6 +210,12 @@ def test_the_interpolate_command_writes_the_columns(tmp_path):
     api = lp.interpolate(str(ends[0]), str(ends[1]), t=[-1.0, 0.5, 2.0], accelerator="cpu", progress=False,
                          data=lp.data.DigitsDataModule(), hessian={"top_k": 1, "trace_samples": 2, "subset": 64, "iterations": 30})
     assert api.rows == rows
+    ckpt = fit_curve(tmp_path / "curve", ends[0], ends[1], "--trainer.max_epochs=1", "--trainer.limit_train_batches=2")
+    main(["curve", "--ckpt", str(ckpt), "--out", str(tmp_path / "curve_cli"), "--points=3", "--hessian.top_k=2",
+          "--hessian.subset=32", *QUIET])
+    rows = read_path_csv(tmp_path / "curve_cli" / "path.csv")
+    assert [list(r.extras) for r in rows] == [["hessian_eig_1", "hessian_eig_2"]] * 6
+    assert rows == lp.evaluate_curve(ckpt, points=3, accelerator="cpu", progress=False, hessian={"top_k": 2, "subset": 32}).rows
 
 
 def test_bad_hessian_settings_are_refused_before_the_work():
