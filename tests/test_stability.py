@@ -49,12 +49,16 @@ def test_error_barrier_is_the_papers_and_stable_from_is_the_first_step_below_the
 def test_children_sharing_a_data_order_are_one_network_with_no_barrier(tmp_path: Path) -> None:
     """Spawned mid-training (k = 4) or at the parent's last step (k = 8) with the same data seed, the two children
     are bit for bit one network: they differ in nothing but their data order."""
-    result = stability(out=tmp_path, steps=[4, LENGTH], data_seeds=[5, 5], overrides=SHORT, points=5, splits=["test"],
+    halving = ["--model.init_args.lr_scheduler.init_args.step_size=1", "--model.init_args.lr_scheduler.init_args.gamma=0.5"]
+    result = stability(out=tmp_path, steps=[4, LENGTH], data_seeds=[5, 5], overrides=[*SHORT, *halving], points=5, splits=["test"],
                        accelerator="cpu")
     layout = Study(tmp_path)
     for k in (4, LENGTH):
         a, b = (layout.child(k, i).last for i in (0, 1))
-        assert read_checkpoint(a)["global_step"] == LENGTH
+        ended = read_checkpoint(a)
+        assert ended["global_step"] == LENGTH
+        # the schedule went on from the parent's position: halved once per epoch of the whole run, not restarted at k
+        assert ended["lr_schedulers"][0]["last_epoch"] == 2 and ended["optimizer_states"][0]["param_groups"][0]["lr"] == 0.5 / 4
         assert same(weights(a), weights(b))
     assert same(weights(layout.child(LENGTH, 0).last), weights(layout.spawned(LENGTH)))  # nothing left to train
     assert not same(weights(layout.child(4, 0).last), weights(layout.spawned(4)))
