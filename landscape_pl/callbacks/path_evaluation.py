@@ -50,6 +50,8 @@ class PathEvaluation(L.Callback):
         mli_tolerance: a rise of the loss larger than this breaks monotonicity.
         name: TensorBoard tag prefix and folder name under the run's log dir.
         write_files: also write path.csv, summary.json and path.png per evaluation.
+        repair: REPAIR at each t after BatchNorm recomputation (``paths.repair``): units given the mixture
+            of the path's two ends' mean and std, the ends measured once per evaluation.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class PathEvaluation(L.Callback):
         mli_tolerance: float = 0.0,
         name: str = "path",
         write_files: bool = True,
+        repair: bool = False,
     ) -> None:
         if every_n_epochs < 0:
             raise LandscapeError(f"PathEvaluation every_n_epochs={every_n_epochs} must be >= 0")
@@ -73,6 +76,7 @@ class PathEvaluation(L.Callback):
         self.start, self.every_n_epochs = start, every_n_epochs
         self.splits, self.move, self.hold = list(splits), move, hold
         self.bn_batches, self.mli_tolerance, self.name, self.write_files = bn_batches, mli_tolerance, name, write_files
+        self.repair = repair
         self._start_state: dict[str, torch.Tensor] | None = None
         self._copy: nn.Module | None = None
         self._evaluated: set[int] = set()
@@ -132,7 +136,7 @@ class PathEvaluation(L.Callback):
         network, path = self.path(pl_module)
         path.check(self.ts)
         was_training = network.training
-        evaluation = EvalSettings(self.splits, self.bn_batches, progress=False).evaluation(datamodule, task)
+        evaluation = EvalSettings(self.splits, self.bn_batches, progress=False, repair=self.repair).evaluation(datamodule, task)
         rows = evaluation.path(network, path, self.ts, desc=self.name)
         network.train(was_training)
         summary = path_summary(rows, self.mli_tolerance)
@@ -141,7 +145,7 @@ class PathEvaluation(L.Callback):
             if self.write_files:
                 out = FilePath(log_dir or trainer.default_root_dir) / self.name / f"epoch_{epochs:04d}"
                 report = {"epoch": epochs, "global_step": trainer.global_step, "start": self.start, "move": self.move,
-                          "hold": self.hold, **summary}
+                          "hold": self.hold, **({"repair": True} if self.repair else {}), **summary}
                 write_path_report(rows, out, report, title=f"{self.name}, epoch {epochs}")
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):
