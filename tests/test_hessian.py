@@ -196,6 +196,22 @@ def test_planes_and_mli_take_the_same_setting(tmp_path):
     assert all(r.extras.keys() == {"hessian_trace", "hessian_trace_se"} for r in runs.paths[("run0", "all")].rows)
 
 
+def test_a_string_carries_the_curvature_of_each_bead(tmp_path):
+    data = loaders()
+    a, b = MLP(8, [6], 2), MLP(8, [6], 2)
+    hessian = {"top_k": 1, "trace_samples": 2, "subset": 32}
+    string = lp.connect(a, b, data, threshold=100.0, folder=tmp_path / "string", points=5, progress=False, hessian=hessian)
+    assert string.summary["beads"] == 0 and string.summary["hessian"]["subset"] == 32
+    ends = lp.interpolate(a, b, data, t=[0.0, 1.0], splits=["train"], accelerator="cpu", progress=False, hessian=hessian)
+    assert [r.extras for r in string.rows if r.extras] == [r.extras for r in ends.rows]
+    assert [bool(r.extras) for r in string.rows] == [True, False, False, False, True]
+    string.save(tmp_path / "report")
+    assert read_path_csv(tmp_path / "report" / "path.csv") == string.rows
+    with pytest.raises(LandscapeError, match="hessian subset=500: the training split has 96 examples"):
+        lp.connect(a, b, data, threshold=100.0, folder=tmp_path / "refused", progress=False, hessian={"subset": 500})
+    assert not (tmp_path / "refused" / "beads").exists()
+
+
 def test_the_interpolate_and_curve_commands_write_the_columns(tmp_path):
     ends = []
     for seed in (1, 2):

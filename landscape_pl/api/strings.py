@@ -9,10 +9,11 @@ budget", never "disconnected", which the algorithm cannot certify.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -28,8 +29,11 @@ from landscape_pl.data.loaders import Data
 from landscape_pl.errors import LandscapeError
 from landscape_pl.layout import claim
 from landscape_pl.models.base import Spec, build, describe
-from landscape_pl.paths import Anchors, Row
+from landscape_pl.paths import Anchors, Evaluation, Row
+from landscape_pl.paths.anchors import float_entries
+from landscape_pl.paths.curvature import HessianSettings, described
 from landscape_pl.paths.grid import t_grid
+from landscape_pl.paths.settings import EvalSettings
 from landscape_pl.reporting import write_path_report
 from landscape_pl.search import Budget, Job, Segment, check_settings, constrained, greedy, open_string, summarize
 from landscape_pl.search.probe import Probe
@@ -149,6 +153,19 @@ def end_loss(network: Network, probe: Probe, threshold: float, train_ends: bool,
     return loss
 
 
+def with_bead_curvature(rows: list[Row], job: Job, matrix: torch.Tensor, settings: EvalSettings, evaluation: Evaluation) -> list[Row]:
+    """The string's profile with each bead's curvature in its row's extras: every bead is evaluated as any
+    point of a path is (BatchNorm recomputed, eval mode, the seeded training subset)."""
+    network = copy.deepcopy(job.probe.scratch).to(settings.device)
+    names = list(float_entries(job.string.state(job.string.beads[0])))
+    beads = evaluation.points(network, names, list(range(len(matrix))), matrix.__getitem__, desc="beads")
+    step = len(job.probe.ts) - 1  # bead k closes segment k: the profile's row k * step
+    rows = list(rows)
+    for k, bead in enumerate(beads):
+        rows[k * step] = replace(rows[k * step], extras=bead.extras)
+    return rows
+
+
 def connect(
     start: NetworkLike,
     end: NetworkLike,
@@ -175,6 +192,7 @@ def connect(
     accelerator: str = "cpu",
     spec: Spec | None = None,
     progress: bool = True,
+    hessian: HessianSettings | dict | None = None,
 ) -> StringResult:
     """Connect two networks by a string of beads whose interpolated loss stays below ``threshold``.
 
@@ -190,7 +208,8 @@ def connect(
     the segment's interpolated maximum or midpoint (``insert_at``), on a grid of ``points`` per
     segment. Budgets: ``max_beads`` between the ends, ``max_depth`` of a bead, ``max_steps`` in all,
     ``max_rounds`` (constrained). Ends above L0 are an error unless ``train_ends``. Bead k trains from
-    ``seed`` + k, so a resumed string is the uninterrupted one.
+    ``seed`` + k, so a resumed string is the uninterrupted one. ``hessian`` adds each bead's curvature to
+    its row of the profile (the points between beads have none).
     """
     budget = Budget(max_beads, max_depth, max_steps, max_rounds)
     check_settings(threshold, alpha, points, budget, bead_steps, check_every)
@@ -206,6 +225,8 @@ def connect(
         if string is not None and ends != string.settings["ends"]:
             raise LandscapeError(f"{folder} holds a string between {string.settings['ends']}, not {ends}; pick another folder (--out)")
         datamodule = as_data(data, b, a)  # the start's saved run before the end's, as the command always read it
+        curvature = EvalSettings((split,), None, accelerator, False, hessian=hessian)
+        at_beads = curvature.evaluation(datamodule, task_of(datamodule, a, b)) if hessian is not None else None  # refused before training
         ts = t_grid(0.0, 1.0, points)
         if string is None:
             for network in (a, b):
@@ -224,4 +245,8 @@ def connect(
                       accelerator, on_bead=lambda bead: bar.update(1))
             reason = greedy(job) if algorithm == "greedy" else constrained(job, zeta, kappa)
         matrix, segments = substring(job, string.beads)
-        return StringResult(profile_rows(matrix, segments, split), summarize(job, reason, matrix, segments), matrix, segments, job)
+        rows, summary = profile_rows(matrix, segments, split), summarize(job, reason, matrix, segments)
+        if at_beads is not None:
+            rows = with_bead_curvature(rows, job, matrix, curvature, at_beads)
+            summary |= described(curvature.hessian)
+        return StringResult(rows, summary, matrix, segments, job)

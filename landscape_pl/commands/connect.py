@@ -17,6 +17,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from landscape_pl.api import strings
 from landscape_pl.data.base import LandscapeDataModule
 from landscape_pl.layout import claim
+from landscape_pl.paths.curvature import HessianSettings
 from landscape_pl.search import Budget, check_settings
 from landscape_pl.study.strings import string_ends
 
@@ -50,6 +51,7 @@ def connect(
     accelerator: str = "cpu",
     tensorboard: bool = True,
     progress: bool = True,
+    hessian: HessianSettings | None = None,
 ) -> dict:
     """Connect two networks by a string of beads whose interpolated loss stays below ``threshold``.
 
@@ -82,6 +84,8 @@ def connect(
         accelerator: cpu, cuda or auto (for tiny nets the CPU is fastest).
         tensorboard: log the string's profile and PCA view per depth (``out/tensorboard``).
         progress: show a progress bar over beads.
+        hessian: each bead's curvature on a seeded training subset, as extra columns of path.csv (e.g.
+            ``--hessian.top_k 2 --hessian.trace_samples 10``); default none.
     """
     budget = Budget(max_beads, max_depth, max_steps, max_rounds)
     check_settings(threshold, alpha, points, budget, bead_steps, check_every)  # refused before any end is trained
@@ -91,7 +95,7 @@ def connect(
             start, end, data, threshold=threshold, folder=out, train_ends=train_ends, algorithm=algorithm, alpha=alpha,
             insert_at=insert_at, points=points, split=split, optimizer=optimizer, bead_steps=bead_steps, check_every=check_every,
             max_beads=max_beads, max_depth=max_depth, max_steps=max_steps, max_rounds=max_rounds, zeta=zeta, kappa=kappa,
-            seed=seed, accelerator=accelerator, progress=progress,
+            seed=seed, accelerator=accelerator, progress=progress, hessian=hessian,
         )
         result.save(out, tensorboard)
     print(result.headline())
