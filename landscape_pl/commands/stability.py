@@ -29,9 +29,11 @@ def stability(
     bn_batches: int | None = None,
     accelerator: str = "auto",
 ) -> dict:
-    """Train the parent and two children per spawn step, walk the line between each pair, write ``out/report``
-    (stability.csv/.md: the barriers per step, split and kind; stability.png: barrier vs step; summary.json
-    with ``stable_from``); ``tensorboard --logdir out`` shows every run and the barriers at step = k.
+    """Train a parent and two children per spawn step, walk the line between each pair, report the barrier vs step.
+
+    ``out/report`` holds stability.csv/.md (the barriers per step, split and kind), stability.png (barrier vs
+    step) and summary.json (with ``stable_from``); ``tensorboard --logdir out`` shows every run and the barriers
+    at step = k.
 
     Every stage is skipped when its outputs exist for the same settings: an interrupted run resumes.
 
