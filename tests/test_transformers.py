@@ -65,16 +65,17 @@ def test_the_gpt_spec_passes_the_check_with_one_entry_for_the_tied_embedding() -
 
 
 def trained_vit(seed: int, data: DigitsDataModule, path: Path) -> Path:
+    torch.manual_seed(seed)  # init_seed resets the layers with reset_parameters; MultiheadAttention's in_proj keeps this draw
     network = DigitsViT()
-    module = lp.EndpointModule(network, optimizer=partial(torch.optim.AdamW, lr=3e-3), init_seed=seed)
-    L.Trainer(max_epochs=3, **TRAINER).fit(module, datamodule=data)
+    module = lp.EndpointModule(network, optimizer=partial(torch.optim.AdamW, lr=5e-3), init_seed=seed)
+    L.Trainer(max_epochs=2, **TRAINER).fit(module, datamodule=data)
     return save_network(network, path, "classification")
 
 
 @pytest.fixture(scope="module")
 def vit_pair(tmp_path_factory) -> tuple[Path, Path, DigitsDataModule]:
     folder = tmp_path_factory.mktemp("vit")
-    data = DigitsDataModule(flatten=False, batch_size=32)
+    data = DigitsDataModule(flatten=False)
     return trained_vit(1, data, folder / "a.ckpt"), trained_vit(2, data, folder / "b.ckpt"), data
 
 
