@@ -107,7 +107,7 @@ class Matcher:
         found: dict[str, list[torch.Tensor]] = {}
         for n in nested:
             size = self.spec[n.name].size
-            matrix = torch.zeros(group.size, size, size, dtype=torch.float64)  # source unit j -> inner cost
+            matrix = cost.new_zeros(group.size, size, size)  # source unit j -> inner cost
             for i_axis, o_axis in n.axes:
                 if o_axis in rows_b:
                     a = inside(self.rows_a[group.name][o_axis], i_axis, o_axis, n.unit, size)[n.unit]
