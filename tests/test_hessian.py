@@ -196,6 +196,17 @@ def test_planes_and_mli_take_the_same_setting(tmp_path):
     assert all(r.extras.keys() == {"hessian_trace", "hessian_trace_se"} for r in runs.paths[("run0", "all")].rows)
 
 
+def test_a_path_watched_during_fit_carries_the_curvature(tmp_path):
+    from test_callbacks import events, small_fit
+
+    from landscape_pl.callbacks import PathEvaluation
+
+    small_fit(tmp_path, PathEvaluation(every_n_epochs=0, points=2, splits=["test"], hessian={"top_k": 1, "subset": 64}), epochs=1)
+    rows = read_path_csv(tmp_path / "path" / "epoch_0001" / "path.csv")
+    assert [list(r.extras) for r in rows] == [["hessian_eig_1"]] * 2
+    assert [e.step for e in events(tmp_path).Images("path/profile")] == [1]  # the figure with its curvature panel
+
+
 def test_a_string_carries_the_curvature_of_each_bead(tmp_path):
     data = loaders()
     a, b = MLP(8, [6], 2), MLP(8, [6], 2)

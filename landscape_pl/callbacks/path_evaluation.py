@@ -27,6 +27,7 @@ from landscape_pl.io import load_network, read_checkpoint
 from landscape_pl.layout import INIT
 from landscape_pl.paths import Path, line
 from landscape_pl.paths.grid import t_grid
+from landscape_pl.paths.curvature import HessianSettings, hessian_settings
 from landscape_pl.paths.settings import EvalSettings
 from landscape_pl.reporting import log_path, path_summary, write_path_report
 from landscape_pl.tasks import get_task
@@ -52,6 +53,8 @@ class PathEvaluation(L.Callback):
         write_files: also write path.csv, summary.json and path.png per evaluation.
         repair: REPAIR at each t after BatchNorm recomputation (``paths.repair``): units given the mixture
             of the path's two ends' mean and std, the ends measured once per evaluation.
+        hessian: curvature at each t (``paths.curvature.HessianSettings``: top eigenvalues, trace) on a
+            seeded training subset, as extra columns and TensorBoard curves; default none.
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class PathEvaluation(L.Callback):
         name: str = "path",
         write_files: bool = True,
         repair: bool = False,
+        hessian: HessianSettings | None = None,
     ) -> None:
         if every_n_epochs < 0:
             raise LandscapeError(f"PathEvaluation every_n_epochs={every_n_epochs} must be >= 0")
@@ -76,7 +80,7 @@ class PathEvaluation(L.Callback):
         self.start, self.every_n_epochs = start, every_n_epochs
         self.splits, self.move, self.hold = list(splits), move, hold
         self.bn_batches, self.mli_tolerance, self.name, self.write_files = bn_batches, mli_tolerance, name, write_files
-        self.repair = repair
+        self.repair, self.hessian = repair, hessian_settings(hessian)
         self._start_state: dict[str, torch.Tensor] | None = None
         self._copy: nn.Module | None = None
         self._evaluated: set[int] = set()
@@ -136,7 +140,7 @@ class PathEvaluation(L.Callback):
         network, path = self.path(pl_module)
         path.check(self.ts)
         was_training = network.training
-        evaluation = EvalSettings(self.splits, self.bn_batches, progress=False, repair=self.repair).evaluation(datamodule, task)
+        evaluation = EvalSettings(self.splits, self.bn_batches, progress=False, repair=self.repair, hessian=self.hessian).evaluation(datamodule, task)
         rows = evaluation.path(network, path, self.ts, desc=self.name)
         network.train(was_training)
         summary = path_summary(rows, self.mli_tolerance)
