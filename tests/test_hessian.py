@@ -266,7 +266,7 @@ def test_under_torchrun_every_rank_gets_every_point_with_its_curvature(tmp_path)
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     for launcher in (["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"], []):
         out = tmp_path / ("two" if launcher else "one")
-        done = subprocess.run([sys.executable, *launcher, str(tmp_path / "line.py"), str(out)], env=env, capture_output=True, text=True,
+        done = subprocess.run([sys.executable, *launcher, str(tmp_path / "line.py"), str(out)], env=env, capture_output=True, text=True, check=False,
                               timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
     single = json.loads((tmp_path / "one.rank0.json").read_text())

@@ -26,8 +26,8 @@ from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network, read_checkpoint
 from landscape_pl.layout import INIT
 from landscape_pl.paths import Path, line
-from landscape_pl.paths.grid import t_grid
 from landscape_pl.paths.curvature import HessianSettings, hessian_settings
+from landscape_pl.paths.grid import t_grid
 from landscape_pl.paths.settings import EvalSettings
 from landscape_pl.reporting import log_path, path_summary, write_path_report
 from landscape_pl.tasks import get_task
