@@ -21,7 +21,8 @@ from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network
 from landscape_pl.models import MLP
 from landscape_pl.paths.evaluate import evaluate
-from landscape_pl.symmetry import permute_network, random_permutations, spec_of
+from landscape_pl.symmetry import cross_correlations, permute_network, random_permutations, spec_of
+from landscape_pl.symmetry.many import to_each_other, to_reference
 from landscape_pl.tasks import get_task
 
 QUIET = ["--accelerator", "cpu", "--progress", "false", "--tensorboard", "false"]
@@ -119,6 +120,32 @@ def test_merging_to_one_reference_keeps_its_unit_order(digits_endpoints, third):
     aligned = [permute_network(load_network(c).network, spec_of(result.network), p) for c, p in zip(ckpts, result.permutations)]
     for name, value in result.network.state_dict().items():
         torch.testing.assert_close(value, torch.stack([a.state_dict()[name] for a in aligned]).mean(0), rtol=0, atol=0)
+
+
+def pairwise(networks: list[nn.Module], perms: list[dict], method: str) -> float:
+    """What multi-model matching climbs: Σ over pairs of corresponding units' correlations, or of <P_i θ_i, P_j θ_j>."""
+    spec = spec_of(networks[0])
+    aligned = [permute_network(n, spec, p) for n, p in zip(networks, perms)]
+    total = 0.0
+    for i in range(len(aligned)):
+        for j in range(i + 1, len(aligned)):
+            if method == "activation":
+                correlations = cross_correlations(aligned[i], aligned[j], spec, digits_loaders()["train"])
+                total += sum(float(c.matrix.diagonal().sum()) for c in correlations.values())
+            else:
+                total += sum(float((a * b).sum()) for a, b in zip(aligned[i].parameters(), aligned[j].parameters()))
+    return total
+
+
+@pytest.mark.parametrize("method", ["activation", "weight"])
+def test_matching_to_each_other_climbs_the_pairwise_objective_and_ends(digits_endpoints, third, method):
+    networks = [load_network(c).network for c in (digits_endpoints.a, digits_endpoints.b, third)]
+    spec, batches = spec_of(networks[0]), digits_loaders()["train"]
+    start = to_reference(networks, spec, method, batches, 0)
+    found = to_each_other(networks, spec, method, batches, rounds=20)
+    assert found.converged and 1 <= found.rounds < 20
+    assert pairwise(networks, found.permutations, method) > pairwise(networks, start.permutations, method)
+    assert found.rounds > 1 and not to_each_other(networks, spec, method, batches, rounds=found.rounds - 1).converged
 
 
 class Untraceable(nn.Module):

@@ -3,9 +3,11 @@
 Each network's hidden units are permuted to a reference's (activation or weight matching), the
 aligned weights are averaged uniformly, and a fix-up repairs the statistics averaging breaks:
 RESET recomputes BatchNorm statistics, REPAIR also rescales every unit back to the mean of the
-endpoints' statistics. The reference is one of the networks, or (``reference="average"``, as in
-Git Re-Basin's multi-model matching) the running average: each network is aligned in turn to the
-average of the others, until a round changes no permutation.
+endpoints' statistics. The reference is one of the networks, or (``reference="average"``, Git
+Re-Basin's multi-model matching) all the others: each network in turn is re-aligned to the rest, round
+after round until one changes no permutation (``symmetry.many``: weight matching to the mean of the
+others; activation matching to the mean of its correlations with each of them, since the averaged
+network's own activations are what averaging collapses).
 
 The report sets the merged network beside each endpoint, the uniform average without alignment
 (with the same fix-up, so the difference is the alignment's), the aligned average before the
@@ -39,7 +41,8 @@ from landscape_pl.paths.evaluate import evaluate
 from landscape_pl.paths.fixups import RecomputeBatchNorm
 from landscape_pl.paths.repair import repair
 from landscape_pl.reporting import write_table
-from landscape_pl.symmetry import PermutationSpec, check_pair, find_permutation, from_lists, identity, permute_network, to_lists
+from landscape_pl.symmetry import PermutationSpec, check_pair, from_lists, permute_network, to_lists
+from landscape_pl.symmetry.many import average, to_each_other, to_reference
 from landscape_pl.tasks import Task, get_task
 
 Fixup = Literal["none", "reset", "repair"]
@@ -104,49 +107,6 @@ class MergeResult(Result):
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
         fig.tight_layout()
         return fig
-
-
-def average(networks: Sequence[nn.Module]) -> nn.Module:
-    """A copy of the first network with the uniform mean of all floating-point state (counters kept from the first)."""
-    merged = copy.deepcopy(networks[0])
-    states = [n.state_dict() for n in networks]
-    mean = {name: torch.stack([s[name] for s in states]).mean(0) if torch.is_floating_point(value) else value
-            for name, value in states[0].items()}
-    merged.load_state_dict(mean)
-    return merged
-
-
-def differ(one: dict[str, torch.Tensor], two: dict[str, torch.Tensor]) -> bool:
-    return any(not torch.equal(one[name], two[name]) for name in one)
-
-
-def aligned_to(modules: Sequence[nn.Module], spec: PermutationSpec, method: str, batches, reference: int,
-               progress: bool) -> list[dict[str, torch.Tensor]]:
-    """Each network's permutation onto network ``reference``'s unit order (the identity for the reference)."""
-    return [identity(spec) if i == reference else find_permutation(modules[reference], m, method, batches, spec, progress)
-            for i, m in enumerate(modules)]
-
-
-def aligned_to_average(modules: Sequence[nn.Module], spec: PermutationSpec, method: str, batches, rounds: int,
-                       reset: RecomputeBatchNorm, progress: bool) -> tuple[list[dict[str, torch.Tensor]], int, bool]:
-    """Permutations from Git Re-Basin's multi-model matching, started from alignment to network 0.
-
-    Each round aligns every network in turn to the average of the others as they stand (its
-    BatchNorm statistics recomputed, so that its activations mean something); the rounds stop when
-    one changes no permutation. Returns the permutations, the rounds run and whether they converged.
-    """
-    perms = aligned_to(modules, spec, method, batches, 0, progress)
-    for round_ in range(1, rounds + 1):
-        changed = False
-        for i, module in enumerate(modules):
-            others = average([permute_network(m, spec, perms[j]) for j, m in enumerate(modules) if j != i])
-            reset.apply(others, None)
-            found = find_permutation(others, module, method, batches, spec, progress)
-            if differ(found, perms[i]):
-                perms[i], changed = found, True
-        if not changed:
-            return perms, round_, True
-    return perms, rounds, False
 
 
 def fix(network: nn.Module, fixup: str, endpoints: Sequence[nn.Module], reset: RecomputeBatchNorm) -> nn.Module:
@@ -222,8 +182,8 @@ def merge(
         networks: two or more networks of one architecture (nn.Modules or checkpoints); never changed.
         data: a LandscapeDataModule or DataLoaders; default: the data of the last checkpoint's run (its config.yaml).
         method: activation (correlation of activations on a seeded ``fraction`` of the training data) or weight matching.
-        reference: the index of the network whose unit order the others take, or "average" (each to the average
-            of the others, repeated for at most ``rounds`` rounds until no permutation changes).
+        reference: the index of the network whose unit order the others take, or "average" (each to all the
+            others, repeated for at most ``rounds`` rounds until no permutation changes).
         fixup: none, reset (BatchNorm statistics recomputed on the training data; nothing for networks without
             BatchNorm) or repair (reset, then each unit's mean and std set to the mean of the aligned endpoints').
         bn_batches: training batches the statistics are recomputed on; None is one full pass.
@@ -240,10 +200,10 @@ def merge(
     batches = alignment_batches(datamodule, fraction, seed) if method == "activation" else None
     reset = RecomputeBatchNorm(datamodule.eval_dataloader("train"), bn_batches)
     if reference == "average":
-        perms, rounds_run, converged = aligned_to_average(modules, spec, method, batches, rounds, reset, progress)
+        alignment = to_each_other(modules, spec, method, batches, rounds, progress)
     else:
-        perms, rounds_run, converged = aligned_to(modules, spec, method, batches, reference, progress), 0, True
-    perms = [{name: p.cpu() for name, p in found.items()} for found in perms]
+        alignment = to_reference(modules, spec, method, batches, reference, progress)
+    perms = [{name: p.cpu() for name, p in found.items()} for found in alignment.permutations]
     copies = [permute_network(m, spec, p) for m, p in zip(modules, perms)]
     aligned = average(copies)
     merged = fix(copy.deepcopy(aligned), fixup, copies, reset)
@@ -258,7 +218,7 @@ def merge(
     rows.append({"network": f"ensemble of {len(given)}", "kind": "ensemble", **ensemble_scores(modules, loaders, task)})
     summary = {
         "networks": [g.label for g in given], "method": method, "reference": reference, "fixup": fixup,
-        "batchnorm": has_batchnorm(modules[0]), "rounds": rounds_run, "converged": converged, "splits": list(splits),
+        "batchnorm": has_batchnorm(modules[0]), "rounds": alignment.rounds, "converged": alignment.converged, "splits": list(splits),
         "task": task_name, **({"fraction": fraction, "seed": seed} if method == "activation" else {}),
         "gain": gains(rows, splits),
     }
