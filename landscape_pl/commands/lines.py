@@ -34,6 +34,7 @@ def lines(
     mli_points: int = 51,
     bn_batches: int | None = None,
     accelerator: str = "auto",
+    repair: bool = False,
 ) -> dict:
     """Train the endpoints, walk the lines, and write ``out/report`` (report.md, lines.csv, mli.csv, figures).
 
@@ -56,6 +57,8 @@ def lines(
         mli_points: grid points of each MLI path on [0, 1].
         bn_batches: training batches for BatchNorm statistics at each t; None a full pass, 0 off.
         accelerator: cpu, cuda or auto for the evaluations.
+        repair: walk the lines between endpoints with REPAIR at every t (units given the mixture of the two
+            endpoints' mean and std); the MLI paths are walked as they are.
     """
     if not endpoints:
         raise LandscapeError("endpoints is empty: give at least one name: config, e.g. {mlp: configs/digits/mlp.yaml}")
@@ -76,7 +79,7 @@ def lines(
             raise LandscapeError(f"points={points} on t_range={list(t_range)} misses t = {missing}, where the endpoints "
                                  "are: choose points so that (t_max - t_min) / (points - 1) divides 1 (e.g. 91 on [-1, 2])")
     outcomes = Outcomes()
-    run_stages(line_stages(root, configs, seeds, fits, grid, mli, mli_points, splits, bn_batches, accelerator, outcomes), root,
+    run_stages(line_stages(root, configs, seeds, fits, grid, mli, mli_points, splits, bn_batches, accelerator, outcomes, repair), root,
                outcomes=outcomes)
     report = root / "report"
     print((report / "report.md").read_text())

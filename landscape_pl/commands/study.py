@@ -8,11 +8,11 @@ from typing import Literal
 from landscape_pl.errors import LandscapeError
 from landscape_pl.layout import Study
 from landscape_pl.recipes import find_config
-from landscape_pl.study.alignment import CLASSES, alignment_stages, plane_stages
+from landscape_pl.study.alignment import CLASSES, KNOWN_CLASSES, alignment_stages, plane_stages
 from landscape_pl.study.report import write_report
 from landscape_pl.study.runner import Outcomes, Stage, run_stages
 
-CurveClass = Literal["unaligned", "aligned", "pam_unaligned", "pam_aligned"]
+CurveClass = Literal["unaligned", "aligned", "pam_unaligned", "pam_aligned", "aligned_repair"]
 
 
 def study(
@@ -46,7 +46,8 @@ def study(
         curve_config: CurveModule config of the Unaligned and Aligned curves (start/end are set per pair).
         pam_config: PAMModule config of the PAM curves (start/end and init_permutation are set per pair).
         pairs: (seed, seed) of each endpoint pair; a seed sets initialization and data order.
-        classes: curve classes to train.
+        classes: curve classes to train; ``aligned_repair`` (Aligned + REPAIR: the Aligned curve evaluated with
+            REPAIR at every t, and the REPAIRed straight line in the alignment table) needs ``aligned`` too.
         method: alignment method for the Aligned and PAM Aligned classes.
         endpoint_epochs: override the endpoint config's max_epochs.
         curve_epochs: override the curve config's max_epochs.
@@ -63,9 +64,9 @@ def study(
     """
     if not pairs:
         raise LandscapeError("pairs is empty: give at least one (seed, seed) pair")
-    unknown = [c for c in classes if c not in CLASSES]
+    unknown = [c for c in classes if c not in KNOWN_CLASSES]
     if unknown:
-        raise LandscapeError(f"classes: {unknown[0]!r} is not one of {list(CLASSES)}")
+        raise LandscapeError(f"classes: {unknown[0]!r} is not one of {list(KNOWN_CLASSES)}")
     root = Path(out)
     stages, found = alignment_stages(
         root, find_config(endpoint_config), find_config(curve_config), find_config(pam_config), pairs, classes,

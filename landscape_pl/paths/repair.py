@@ -91,9 +91,8 @@ def repair_spec(network: nn.Module) -> "PermutationSpec":
     try:
         spec = spec_of(network)
     except LandscapeError as err:
-        raise LandscapeError(f"REPAIR corrects the units of each permutation group, and {type(network).__name__} has no "
-                             f"permutation spec: {err}. Declare one (a permutation_spec() method, or "
-                             "landscape_pl.symmetry.register), or evaluate without REPAIR") from None
+        raise LandscapeError(f"REPAIR corrects the units of each permutation group, so it needs a permutation spec of "
+                             f"{type(network).__name__}: {err}; or evaluate without REPAIR") from None
     if not spec.groups:
         raise LandscapeError(f"REPAIR: {type(network).__name__} has no hidden units to correct (its permutation spec is empty)")
     return spec

@@ -2,7 +2,9 @@
 ensembles, and the report (Tables 2, 4 and 5, Figure 2).
 
 Curve classes (section 4.1): Unaligned (curve between θ1 and θ2), Aligned (between θ1 and the
-activation-aligned θ2), PAM Unaligned (PAM from P = I) and PAM Aligned (PAM from the alignment).
+activation-aligned θ2), PAM Unaligned (PAM from P = I) and PAM Aligned (PAM from the alignment); and,
+when asked for, Aligned + REPAIR (``aligned_repair``: the Aligned curve evaluated with REPAIR at every
+t, no curve of its own; its alignment stage also walks the REPAIRed straight line).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from landscape_pl.api.alignment import AlignmentResult, align
 from landscape_pl.api.curves import EnsembleResult, curve_ensembles, evaluate_curve
 from landscape_pl.api.lines import PathResult
 from landscape_pl.api.planes import plane
+from landscape_pl.errors import LandscapeError
 from landscape_pl.fitting import fit_run
 from landscape_pl.layout import Study
 from landscape_pl.study.endpoints import endpoint_stage, file_digest
@@ -22,6 +25,8 @@ from landscape_pl.study.lines import saved
 from landscape_pl.study.runner import Outcomes, Stage
 
 CLASSES = ("unaligned", "aligned", "pam_unaligned", "pam_aligned")
+REPAIRED = "aligned_repair"  # the Aligned curve, evaluated with REPAIR
+KNOWN_CLASSES = (*CLASSES, REPAIRED)
 
 
 @dataclass
@@ -53,6 +58,9 @@ def alignment_stages(
     endpoint_overrides: Sequence[str] = (),
 ) -> tuple[list[Stage], StudyStages]:
     """All stages in order, and which of them the report reads."""
+    if REPAIRED in classes and "aligned" not in classes:
+        raise LandscapeError(f"classes: {REPAIRED!r} evaluates the Aligned curve with REPAIR; add 'aligned' to classes too")
+    repair = REPAIRED in classes
     layout = Study(root)
     stages: list[Stage] = []
     endpoint: dict[int, Path] = {}
@@ -70,10 +78,14 @@ def alignment_stages(
         stages.append(Stage(
             f"align_pair{i}",
             lambda a=a, b=b, out=align_dir: saved(align(str(a), str(b), method=method, points=points, accelerator=accelerator,
-                                                        progress=False), out, tensorboard=True),
-            [align_dir, align_dir / "aligned.ckpt", align_dir / "permutation.json"], {"method": method, "points": points},
+                                                        progress=False, repair=repair), out, tensorboard=True),
+            [align_dir, align_dir / "aligned.ckpt", align_dir / "permutation.json"],
+            {"method": method, "points": points, **({"repair": True} if repair else {})},
             inputs=[a, b], depends=ends, load=lambda out=align_dir: AlignmentResult.load(out)))
         for cls in classes:
+            if cls == REPAIRED:
+                stages.append(repaired_stage(layout, i, points, accelerator, found))
+                continue
             run = layout.curve(cls, i)
             end = align_dir / "aligned.ckpt" if cls == "aligned" else b
             fit_args = [*overrides, f"--model.init_args.start={a}", f"--model.init_args.end={end}"]
@@ -116,6 +128,18 @@ def alignment_stages(
     return stages, found
 
 
+def repaired_stage(layout: Study, pair: int, points: int, accelerator: str, found: StudyStages) -> Stage:
+    """Aligned + REPAIR of one pair: the Aligned curve's checkpoint evaluated with REPAIR at every t."""
+    ckpt, out = layout.curve("aligned", pair).last, layout.evaluation(REPAIRED, pair)
+    found.evaluations[(REPAIRED, pair)] = f"evaluate_{REPAIRED}_pair{pair}"
+    return Stage(
+        f"evaluate_{REPAIRED}_pair{pair}",
+        lambda: saved(evaluate_curve(str(ckpt), points=points, accelerator=accelerator, progress=False, repair=True), out,
+                      tensorboard=True),
+        [out, out / "summary.json", out / "path.csv"], {"points": points, "repair": True},
+        inputs=[ckpt], depends=[f"curve_aligned_pair{pair}"], load=lambda: PathResult.load(out, "curve"))
+
+
 def plane_stages(root: Path, pair: tuple[int, int], classes: Sequence[str], points: int, accelerator: str,
                  found: StudyStages, outcomes: Outcomes) -> list[Stage]:
     """The first pair's planes on test data: through θ1, θ2 and the aligned θ2 (Figure 3: where the curves
@@ -132,7 +156,7 @@ def plane_stages(root: Path, pair: tuple[int, int], classes: Sequence[str], poin
         [folder / "plane.csv", folder / "plane.png"], {"points": points},
         inputs=[a, b, align_dir / "aligned.ckpt"], depends=["align_pair0"])]
     found.planes["plane_endpoints_pair0"] = folder / "plane.png"
-    for cls in classes:
+    for cls in (c for c in classes if c != REPAIRED):  # Aligned + REPAIR has no curve of its own to span a plane
         ckpt, out = layout.curve(cls, 0).last, layout.plane(f"{cls}_pair0")
         stages.append(Stage(
             f"plane_{cls}_pair0", lambda ckpt=ckpt, out=out: saved(plane(curve_ckpt=str(ckpt), **options), out, tensorboard=True),

@@ -34,10 +34,12 @@ def line_stages(
     bn_batches: int | None,
     accelerator: str,
     outcomes: Outcomes,
+    repair: bool = False,
 ) -> list[Stage]:
     """Endpoint fits, one line per endpoint config (first two seeds), one MLI comparison over every
-    endpoint, and the report; ``line_grid`` is (t_min, t_max, points) or None for no line. Each stage
-    leaves its result in ``outcomes`` for the report."""
+    endpoint, and the report; ``line_grid`` is (t_min, t_max, points) or None for no line; ``repair``
+    walks those lines with REPAIR at every t (``paths.repair``). Each stage leaves its result in
+    ``outcomes`` for the report."""
     components(endpoints, "endpoints")  # each name is a folder under endpoints/ and line/
     layout = Study(root)
     stages: list[Stage] = []
@@ -57,9 +59,9 @@ def line_stages(
             stages.append(Stage(
                 f"line_{name}",
                 lambda a=a, b=b, out=out: saved(interpolate(str(a), str(b), t=ts, splits=list(splits), bn_batches=bn_batches,
-                                                            accelerator=accelerator), out, tensorboard=True),
+                                                            accelerator=accelerator, repair=repair), out, tensorboard=True),
                 [out / "path.csv", out / "summary.json", out / "path.png"],
-                {"grid": line_grid, "splits": list(splits), "bn_batches": bn_batches},
+                {"grid": line_grid, "splits": list(splits), "bn_batches": bn_batches, **({"repair": True} if repair else {})},
                 inputs=[a, b], depends=[f"endpoint_{name}_seed{seeds[0]}", f"endpoint_{name}_seed{seeds[1]}"],
                 load=lambda out=out: PathResult.load(out, "interpolate")))
     if mli_variants:

@@ -42,6 +42,9 @@ def class_table(evaluations: Mapping[tuple[str, int], PathResult], split: str = 
     return rows
 
 
+REPAIRED = "aligned_repair"  # the Aligned curve evaluated with REPAIR (study.alignment)
+
+
 def markdown(rows: list[dict]) -> str:
     lines = []
     for name, heading, table in METRICS:
@@ -51,6 +54,9 @@ def markdown(rows: list[dict]) -> str:
             scale = 100 if percent else 1
             digits = 2 if percent else 4
             lines.append(f"| {row['class']} | {row[name] * scale:.{digits}f} ± {row[f'{name}_std'] * scale:.{digits}f}{' %' if percent else ''} |")
+        if name == "training_loss" and any(row["class"] == REPAIRED for row in rows):
+            lines += ["", f"{REPAIRED} is the aligned curve evaluated with REPAIR: it was trained as that curve, so its "
+                      "training loss is the aligned curve's."]
         lines.append("")
     return "\n".join(lines)
 
@@ -62,8 +68,14 @@ def verdict(rows: list[dict]) -> str:
         return "aligned and unaligned curves were not both trained: no comparison"
     aligned, unaligned = by_class["aligned"]["mean_accuracy"], by_class["unaligned"]["mean_accuracy"]
     if aligned >= unaligned:
-        return f"aligned curves are at least as accurate along their length as unaligned ones ({aligned:.2%} vs {unaligned:.2%})"
-    return f"on this data aligned curves are NOT as accurate along their length as unaligned ones ({aligned:.2%} vs {unaligned:.2%})"
+        said = f"aligned curves are at least as accurate along their length as unaligned ones ({aligned:.2%} vs {unaligned:.2%})"
+    else:
+        said = f"on this data aligned curves are NOT as accurate along their length as unaligned ones ({aligned:.2%} vs {unaligned:.2%})"
+    if REPAIRED in by_class:
+        repaired = by_class[REPAIRED]
+        said += (f"; REPAIR takes the aligned curves' mean accuracy to {repaired['mean_accuracy']:.2%} and their worst point "
+                 f"from {by_class['aligned']['min_accuracy']:.2%} to {repaired['min_accuracy']:.2%}")
+    return said
 
 
 def accuracy_figure(evaluations: Mapping[tuple[str, int], PathResult], split: str = "test"):
@@ -89,18 +101,28 @@ def accuracy_figure(evaluations: Mapping[tuple[str, int], PathResult], split: st
 
 
 ALIGNMENT_COLUMNS = ("pair", "correlation_before", "correlation_after", "barrier_unaligned_train", "barrier_aligned_train",
-                     "barrier_unaligned_test", "barrier_aligned_test")
+                     "barrier_unaligned_test", "barrier_aligned_test", "midpoint_accuracy_unaligned_test",
+                     "midpoint_accuracy_aligned_test")
+REPAIR_COLUMNS = ("barrier_aligned_repair_train", "barrier_aligned_repair_test", "midpoint_accuracy_aligned_repair_test")
+
+
+def alignment_columns(reports: Mapping[int, dict]) -> tuple[str, ...]:
+    """The alignment table's columns: the REPAIRed line's only when a pair walked it."""
+    repaired = any(REPAIRED in report.get("barrier", {}) for report in reports.values())
+    return ALIGNMENT_COLUMNS + (REPAIR_COLUMNS if repaired else ())
 
 
 def alignment_rows(reports: Mapping[int, dict]) -> list[dict]:
-    """One row per pair from its align report: mean cross-correlation before/after (Figure 1b) and both barriers."""
+    """One row per pair from its align report: mean cross-correlation before/after (Figure 1b), the lines'
+    barriers and test accuracies at t = 0.5 (unaligned, aligned, and aligned with REPAIR when walked)."""
     rows = []
     for pair, report in reports.items():
-        barrier = report.get("barrier", {})
+        barrier, midpoint = report.get("barrier", {}), report.get("midpoint_accuracy", {})
+        kinds = ("unaligned", "aligned", REPAIRED)
         rows.append({"pair": pair, "correlation_before": report["mean_correlation"]["before"],
                      "correlation_after": report["mean_correlation"]["after"],
-                     **{f"barrier_{kind}_{split}": barrier.get(kind, {}).get(split)
-                        for kind in ("unaligned", "aligned") for split in ("train", "test")}})
+                     **{f"barrier_{kind}_{split}": barrier.get(kind, {}).get(split) for kind in kinds for split in ("train", "test")},
+                     **{f"midpoint_accuracy_{kind}_test": midpoint.get(kind, {}).get("test") for kind in kinds}})
     return rows
 
 
@@ -135,7 +157,8 @@ def write_report(evaluations: Mapping[tuple[str, int], PathResult], out: Path, a
         writer.add_figure("study/accuracy_along_curve", figure, 0, close=True)
         writer.add_text("study/tables", markdown(rows) + f"\n\n{said}", 0)
         if alignments:
-            writer.add_text("study/alignment", write_table(alignment_rows(alignments), ALIGNMENT_COLUMNS, out / "alignment"), 0)
+            writer.add_text("study/alignment", write_table(alignment_rows(alignments), alignment_columns(alignments),
+                                                           out / "alignment"), 0)
         if ensembles:
             writer.add_text("study/ensembles", write_table(ensemble_rows(ensembles), ("class", "pair", "ensemble", "members",
                                                                                       "accuracy", "loss"), out / "ensembles"), 0)
