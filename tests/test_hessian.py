@@ -245,6 +245,28 @@ def test_the_interpolate_and_curve_commands_write_the_columns(tmp_path):
     assert rows == lp.evaluate_curve(ckpt, points=3, accelerator="cpu", progress=False, hessian={"top_k": 2, "subset": 32}).rows
 
 
+def test_the_spectrum_of_one_network_through_the_api_and_the_command(tmp_path):
+    torch.manual_seed(0)
+    path = save_network(MLP(in_features=64, widths=[4], num_outputs=10), tmp_path / "net.ckpt", "classification")
+    digits = lp.data.DigitsDataModule()
+    result = lp.hessian_spectrum(str(path), digits, vectors=2, steps=30, subset=64, accelerator="cpu")
+    grid, density = torch.tensor(result.spectrum.grid), torch.tensor(result.spectrum.density)
+    assert float(torch.trapezoid(density, grid)) == pytest.approx(1.0, abs=1e-4)
+    assert result.summary["min_node"] < 0 < result.summary["max_node"] and result.summary["parameters"] == 310
+    # the largest node is the top eigenvalue a path reports at this network
+    top = lp.interpolate(str(path), str(path), digits, t=[0.0], splits=["train"], accelerator="cpu", progress=False,
+                         hessian={"top_k": 1, "subset": 64, "iterations": 30, "tolerance": 1e-6}).rows[0].extras["hessian_eig_1"]
+    assert result.summary["max_node"] == pytest.approx(top, rel=1e-3)
+    main(["hessian", "--ckpt", str(path), "--out", str(tmp_path / "cli"), "--vectors=2", "--steps=30", "--subset=64",
+          "--accelerator=cpu", "--data=landscape_pl.data.DigitsDataModule"])
+    saved = lp.api.SpectrumResult.load(tmp_path / "cli")
+    assert saved.spectrum == result.spectrum and saved.summary == result.summary
+    assert (tmp_path / "cli" / "spectrum.csv").read_text().splitlines()[0] == "eigenvalue,density"
+    assert (tmp_path / "cli" / "spectrum.png").stat().st_size > 0
+    with pytest.raises(LandscapeError, match="steps=400: the network has 310 parameters"):
+        lp.hessian_spectrum(str(path), digits, steps=400, subset=64, accelerator="cpu")
+
+
 def test_bad_hessian_settings_are_refused_before_the_work():
     data = loaders(count=50)
     a, b = MLP(8, [6], 2), MLP(8, [6], 2)

@@ -6,6 +6,7 @@
 from landscape_pl.api.alignment import AlignmentResult, SignatureResult, align, correlation_signatures
 from landscape_pl.api.curves import EnsembleResult, curve_ensembles, curve_point, evaluate_curve
 from landscape_pl.api.export import export
+from landscape_pl.api.hessian import SpectrumResult, hessian_spectrum
 from landscape_pl.api.lines import PathResult, interpolate
 from landscape_pl.api.merge import MergeResult, merge
 from landscape_pl.api.mli import MLIResult, mli
@@ -16,7 +17,7 @@ from landscape_pl.api.trajectories import TrajectoryResult, trajectory_pca
 
 __all__ = [
     "AlignmentResult", "EnsembleResult", "MLIResult", "MergeResult", "PathResult", "PlaneResult", "Result", "SignatureResult",
-    "StringResult",
+    "SpectrumResult", "StringResult",
     "TrajectoryResult", "align", "connect", "correlation_signatures", "curve_ensembles", "curve_point", "evaluate_curve", "export",
-    "interpolate", "merge", "mli", "plane", "trajectory_pca",
+    "hessian_spectrum", "interpolate", "merge", "mli", "plane", "trajectory_pca",
 ]
