@@ -46,6 +46,7 @@ COMMANDS = {
     "study": ("landscape_pl.commands.study:study", "the alignment study: endpoints, alignment, 4 curve classes, tables (resumable)"),
     "stability": ("landscape_pl.commands.stability:stability", "stability to SGD noise: children spawned from a parent at steps k, error barrier vs k (resumable)"),
     "signature": ("landscape_pl.commands.signature:signature", "correlation signature between a midpoint (linear, or a curve's) and each endpoint"),
+    "hessian": ("landscape_pl.commands.hessian:hessian", "the Hessian's eigenvalue density at one network (stochastic Lanczos quadrature)"),
     "export": ("landscape_pl.commands.export:export", "write a network as weights.safetensors (spec and task in its metadata) to share it"),
     "spec": ("landscape_pl.commands.spec:spec", "print a checkpoint's permutation groups (name, size, entries/axes) and check them by permuting a copy"),
     "recipes": ("landscape_pl.recipes:print_recipes", "list the packaged recipes (path, command, description); --config takes a path or a name"),
