@@ -138,7 +138,7 @@ class Spaces:
     def merge(self, a: tuple, b: tuple) -> None:
         """The components of two structured spaces that became one are the same units."""
         if a[0] != b[0] or (a[0] == "concat" and [self.size[p] for p in a[1]] != [self.size[p] for p in b[1]]):
-            raise Refused(f"the same units are structured in two ways ({describe(self, a)} and {describe(self, b)})")
+            raise Refused(f"the same units are structured in two ways ({described(self, a)} and {described(self, b)})")
         if a[0] == "concat":
             for p, q in zip(a[1], b[1]):
                 self.union(p, q)
@@ -204,7 +204,7 @@ class Spaces:
         kind = self.kind.get(r)
         if kind is not None:
             if kind[0] != "nest" or self.size[self.find(kind[1])] != heads:
-                raise Refused(f"{self.size[r]} units are split into {heads} blocks but are already {describe(self, kind)}")
+                raise Refused(f"{self.size[r]} units are split into {heads} blocks but are already {described(self, kind)}")
             return r
         if self.size[r] % heads:
             raise Refused(f"{self.size[r]} units cannot be split into {heads} equal blocks")
@@ -226,7 +226,7 @@ class Spaces:
         if kind is not None:
             if kind[0] == "concat" and [self.size[self.find(p)] for p in kind[1]] == sizes:
                 return list(kind[1])
-            raise Refused(f"a slice of {sizes} units cuts {describe(self, kind)}")
+            raise Refused(f"a slice of {sizes} units cuts {described(self, kind)}")
         parts = [self.new(n) for n in sizes]
         for p in parts:
             self.producers[p] = list(self.producers[r])
@@ -255,7 +255,8 @@ class Spaces:
         return result
 
 
-def describe(spaces: Spaces, kind: tuple) -> str:
+def described(spaces: Spaces, kind: tuple) -> str:
+    """A structure in words, for refusals."""
     if kind[0] == "concat":
         return f"slices of {[spaces.size[spaces.find(p)] for p in kind[1]]} units"
     if kind[0] == "nest":
@@ -787,16 +788,17 @@ class Derivation(fx.Interpreter):
         if isinstance(mask, fx.Node):
             self.broadcast([self.layout[mask], (*lead, q[-2], k[-2])], [self.env[mask].shape, value.shape[:-1] + shapes[1][-2:-1]],
                            value.shape[:-1] + shapes[1][-2:-1])
-        path = self.module_path(n) or n.name
-        if len(lead) and (nest := self.heads_and_within(lead[-1], qk)) is not None:
-            self.name_nest(nest, path, "qk")
-        if len(lead) and (nest := self.heads_and_within(lead[-1], v[-1])) is not None:
-            self.name_nest(nest, path, "v")
+        for within, kind in ((qk, "qk"), (v[-1], "v")):
+            if len(lead) and (nest := self.heads_and_within(lead[-1], within)) is not None:
+                self.name_nest(nest, self.module_path(n), kind)
         return (*lead, q[-2], v[-1])
 
     def name_nest(self, nest: int, path: str, kind: str) -> None:
+        """Name an attention block's heads and head dims after its module (or, at the top level, its projection)."""
         _, heads, inners, _ = self.spaces.kind[nest]
-        self.spaces.label[self.spaces.find(heads)] = f"{path}.heads"
+        heads = self.spaces.find(heads)
+        path = path or self.spaces.label[heads].removesuffix(".heads")
+        self.spaces.label[heads] = f"{path}.heads"
         for i, inner in enumerate(inners):
             self.spaces.label[self.spaces.find(inner)] = f"{path}.head{i}.{kind}"
 
