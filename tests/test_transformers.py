@@ -5,6 +5,7 @@ both lower the midpoint barrier, and a curve between the aligned pair trains."""
 
 from __future__ import annotations
 
+import json
 from functools import partial
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from torch import nn
 
 import landscape_pl as lp
 from conftest import CONFIGS, fit
+from landscape_pl.api import PathResult
+from landscape_pl.cli import main
 from landscape_pl.data import DigitsDataModule, TokensDataModule
 from landscape_pl.io import load_network, save_network
 from landscape_pl.models import GPT, Architecture
@@ -87,22 +90,33 @@ def gpt_pair(tmp_path_factory) -> tuple[Path, Path, TokensDataModule]:
     return runs[0] / "checkpoints" / "last.ckpt", runs[1] / "checkpoints" / "last.ckpt", TokensDataModule(sequences=1000)
 
 
+def aligned(pair, method: str, folder: Path, cli: bool) -> dict:
+    """Align B to A through the CLI (data from B's run) or the Python API; the report (aligned.ckpt is in ``folder``)."""
+    a, b, data = pair
+    if cli:
+        main(["align", "--start", str(a), "--end", str(b), "--out", str(folder), "--method", method, "--points", "3",
+              "--splits", "[test]", "--tensorboard", "false", "--progress", "false"])
+        return json.loads((folder / "report.json").read_text())
+    result = lp.align(a, b, data, method=method, points=3, splits=("test",), progress=False)
+    result.save(folder)
+    return result.report
+
+
 @pytest.mark.parametrize("family", ["vit_pair", "gpt_pair"])
 def test_both_alignments_lower_the_barrier_and_a_curve_between_the_aligned_pair_trains(family: str, request, tmp_path) -> None:
-    a, b, data = request.getfixturevalue(family)
+    a, b, data = pair = request.getfixturevalue(family)
     end = load_network(b).network.eval()
     x = next(iter(data.eval_dataloader("test")))[0][:64]
-    for method in ("weight", "activation"):
-        result = lp.align(a, b, data, method=method, points=3, splits=("test",), progress=False)
-        barrier = result.report["barrier"]
+    for method in ("weight", "activation"):  # the GPTs' weight matching through the CLI, as a user would run it
+        report = aligned(pair, method, tmp_path / method, cli=family == "gpt_pair" and method == "weight")
+        barrier = report["barrier"]
         assert barrier["aligned"]["test"] < barrier["unaligned"]["test"], (method, barrier)
         with torch.no_grad():  # the aligned end is B itself, its units reordered
-            torch.testing.assert_close(result.network.eval()(x), end(x), rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(load_network(tmp_path / method / "aligned.ckpt").network.eval()(x), end(x), rtol=1e-4, atol=1e-4)
     # activation: the heads and head dims have no probes, so they are weight matched with the probed groups held
-    assert {name for name in result.report["weight_matched"] if name.endswith(".heads")}
-    result.save(tmp_path)
-    curve = lp.CurveModule(str(a), str(tmp_path / "aligned.ckpt"), optimizer=partial(torch.optim.Adam, lr=3e-3))
+    assert {name for name in report["weight_matched"] if name.endswith(".heads")}
+    curve = lp.CurveModule(str(a), str(tmp_path / "activation" / "aligned.ckpt"), optimizer=partial(torch.optim.Adam, lr=3e-3))
     L.Trainer(max_epochs=1, limit_val_batches=0, **TRAINER).fit(curve, datamodule=data)
-    line = next(r.loss for r in result.lines["aligned"].rows if r.key == 0.5)
+    line = next(r.loss for r in PathResult.load(tmp_path / "activation" / "aligned").rows if r.key == 0.5 and r.split == "test")
     trained = lp.evaluate_curve(curve, data, t=[0.5], splits=("test",), progress=False).rows[0].loss
     assert trained < line, (trained, line)
