@@ -13,10 +13,10 @@ import lightning as L
 import pytest
 import torch
 import torchvision
+from conftest import CONFIGS, fit
 from torch import nn
 
 import landscape_pl as lp
-from conftest import CONFIGS, fit
 from landscape_pl.api import PathResult
 from landscape_pl.cli import main
 from landscape_pl.data import DigitsDataModule, TokensDataModule
@@ -24,7 +24,7 @@ from landscape_pl.io import load_network, save_network
 from landscape_pl.models import GPT, Architecture
 from landscape_pl.symmetry import Axis, spec_of
 
-TRAINER = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+TRAINER = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
 
 
 class DigitsViT(Architecture, torchvision.models.VisionTransformer):

@@ -82,6 +82,6 @@ class TokensDataModule(LandscapeDataModule):
     def make_split(self, split: Split, train_transforms: bool) -> Dataset:
         tokens = self.chain.sample(self.sequences, self.length + 1, torch.Generator().manual_seed(self.chain_seed + 1))
         order = torch.randperm(self.sequences, generator=torch.Generator().manual_seed(self.split_seed))
-        n_test = int(round(self.test_fraction * self.sequences))
+        n_test = round(self.test_fraction * self.sequences)
         index = order[n_test:] if split == "train" else order[:n_test]
         return TensorDataset(tokens[index, :-1], tokens[index, 1:])

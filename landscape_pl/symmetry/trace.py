@@ -25,10 +25,10 @@ import math
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 
 from landscape_pl.errors import LandscapeError
@@ -312,7 +312,7 @@ class Derivation(fx.Interpreter):
         result: list[tuple[int, int]] = []
         layout = self.expand(layout)
         ends = self.bounds(layout)
-        for (s, block), start, stop in zip(layout, ends, ends[1:]):
+        for (s, block), (start, stop) in zip(layout, pairwise(ends)):
             inside = sorted(p - start for p in positions if start < p < stop)
             if not inside:
                 result.append((s, block))
@@ -320,7 +320,7 @@ class Derivation(fx.Interpreter):
             if any(p % block for p in inside):
                 raise Refused(f"a slice cuts through the {block} entries of one unit")
             units = [0, *(p // block for p in inside), self.spaces.size[s]]
-            result += [(p, block) for p in self.spaces.cut(s, [b - a for a, b in zip(units, units[1:])])]
+            result += [(p, block) for p in self.spaces.cut(s, [b - a for a, b in pairwise(units)])]
         return tuple(result)
 
     def pieces(self, layout: Layout, sizes: list[int]) -> list[Layout]:
@@ -332,7 +332,7 @@ class Derivation(fx.Interpreter):
         ends = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
         layout = self.cut(layout, set(ends))
         starts = self.bounds(layout)
-        return [tuple(seg for seg, at in zip(layout, starts) if a <= at < b) for a, b in zip(ends, ends[1:])]
+        return [tuple(seg for seg, at in zip(layout, starts) if a <= at < b) for a, b in pairwise(ends)]
 
     def unify(self, a: Layout, b: Layout) -> Layout:
         """Make two dimensions index the same units; returns the merged layout."""
