@@ -20,9 +20,11 @@ import landscape_pl as lp
 from landscape_pl.api import PathResult
 from landscape_pl.cli import main
 from landscape_pl.data import DigitsDataModule, TokensDataModule
+from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network, save_network
 from landscape_pl.models import GPT, Architecture
 from landscape_pl.symmetry import Axis, spec_of
+from landscape_pl.tasks import get_task
 
 TRAINER = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
 
@@ -65,6 +67,28 @@ def test_the_gpt_spec_passes_the_check_with_one_entry_for_the_tied_embedding() -
         assert set(spec[f"blocks.0.attention.head{i}.v"].axes) == {Axis(f"{qkv}.weight", 0, 1, 64 + i * 8),
                                                                     Axis(f"{qkv}.bias", 0, 1, 64 + i * 8), Axis(f"{out}.weight", 1, 1, i * 8)}
     assert spec["blocks.1.mlp.0"].size == 128 and spec["blocks.1.mlp.0"].probes[0].dim == 2
+
+
+def test_token_data_is_a_seeded_chain_with_a_fixed_split_and_next_token_targets() -> None:
+    first, again, other = (TokensDataModule(sequences=50, length=6, split_seed=seed) for seed in (0, 0, 1))
+    x, y = next(iter(first.eval_dataloader("train")))
+    assert x.shape == y.shape == (40, 6) and len(first.split("test")) == 10 and torch.equal(x[:, 1:], y[:, :-1])  # y: x one on
+    assert torch.equal(x, next(iter(again.eval_dataloader("train")))[0])
+    assert not torch.equal(x, next(iter(other.eval_dataloader("train")))[0])
+    windows = torch.cat([x[:, :1], y], 1).unfold(1, 3, 1).reshape(-1, 3)  # every token is a successor of the two before it
+    assert all(int(t) in first.chain.successors[int(c)].tolist() for c, t in zip(first.chain.context(windows[:, :2]), windows[:, 2]))
+    with pytest.raises(LandscapeError, match=r"data branching=9 must be <= vocab_size=8"):
+        TokensDataModule(branching=9)
+
+
+def test_the_token_task_averages_loss_and_accuracy_over_each_sequences_positions() -> None:
+    task = get_task("tokens")
+    logits = torch.randn(3, 5, 4)
+    targets = logits.argmax(-1)
+    targets[0, :2] = (targets[0, :2] + 1) % 4  # sequence 0: 3 of 5 right, the others all right
+    expected = torch.nn.functional.cross_entropy(logits.reshape(15, 4), targets.flatten())
+    torch.testing.assert_close(task.loss(logits, targets), expected)
+    assert task.correct(logits, targets).item() == pytest.approx(3 / 5 + 2)
 
 
 def trained_vit(seed: int, data: DigitsDataModule, path: Path) -> Path:
