@@ -10,7 +10,7 @@ the merged network and the ensemble. Target: merged with REPAIR above the plain 
 Each merge's files (table, merged.ckpt, merge.png) are written to ``--root/<recipe>/merge/<variant>``,
 and the tables to ``--root/merge.md``.
 
-    python bench/merge.py [--recipes mnist1d/mlp_deep mnist1d/mlp_deep_bn] [--networks 4] [--epochs 30] [--root runs/bench_merge]
+    python bench/merge.py [--recipes digits/mlp_deep mnist1d/mlp_deep mnist1d/mlp_deep_bn] [--networks 4] [--epochs 30] [--root runs/bench_merge]
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ COLUMNS = ["method", "reference", "fixup", "endpoints (mean)", "best endpoint", 
 DIFFERENCES = ("merged - unaligned", "merged - plain unaligned")
 
 
-def endpoints(recipe: str, networks: int, epochs: int, root: Path, data_root: str) -> list[Path]:
+def endpoints(recipe: str, networks: int, epochs: int, root: Path) -> list[Path]:
     """``networks`` runs of the recipe, seeds 1..N, trained (or found) under ``root/<recipe>/seed<k>``."""
     config = find_config(f"{recipe}.yaml")
     return [fit_run(config, root / recipe / f"seed{seed}", f"--trainer.max_epochs={epochs}", f"--model.init_args.init_seed={seed}",
-                    f"--data.init_args.data_seed={seed}", f"--data.init_args.root={data_root}", "--trainer.enable_progress_bar=false")
+                    f"--data.init_args.data_seed={seed}", "--trainer.enable_progress_bar=false")
             for seed in range(1, networks + 1)]
 
 
@@ -64,11 +64,10 @@ def table(recipe: str, rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", nargs="+", default=["mnist1d/mlp_deep", "mnist1d/mlp_deep_bn"])
+    parser.add_argument("--recipes", nargs="+", default=["digits/mlp_deep", "mnist1d/mlp_deep", "mnist1d/mlp_deep_bn"])
     parser.add_argument("--networks", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--root", type=Path, default=Path("runs/bench_merge"))
-    parser.add_argument("--data-root", default="data", help="where MNIST-1D is cached (default: data)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--margin", type=float, default=0.2, help="target: merged + REPAIR above the plain unaligned average by this")
     parser.add_argument("--threads", type=int, default=1)
@@ -78,7 +77,7 @@ def main() -> None:
     report, verdicts = [], []
     for recipe in args.recipes:
         started = time.perf_counter()
-        ckpts = endpoints(recipe, args.networks, args.epochs, args.root, args.data_root)
+        ckpts = endpoints(recipe, args.networks, args.epochs, args.root)
         trained = time.perf_counter() - started
         rows, plain = [], None
         fixups = ("reset", "repair") if has_batchnorm(load_network(ckpts[0]).network) else ("none", "repair")
