@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 import landscape_pl as lp
 from landscape_pl.api.merge import MergeResult
 from landscape_pl.cli import main
-from landscape_pl.data import DigitsDataModule
+from landscape_pl.data import DigitsDataModule, PolynomialDataModule
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network
 from landscape_pl.models import MLP
@@ -84,6 +84,23 @@ def test_merging_permuted_copies_returns_the_network(method, reference):
     assert result.summary["converged"] and result.summary["rounds"] == (1 if reference == "average" else 0)
     x = torch.randn(16, 64)
     torch.testing.assert_close(result.network(x), network(x), rtol=0, atol=1e-5)
+
+
+def test_regressors_are_compared_by_loss(tmp_path):
+    torch.manual_seed(0)
+    network = MLP(1, [16, 16], 1, activation="tanh")
+    spec = spec_of(network)
+    data = PolynomialDataModule(num_train=200, num_test=50)
+    result = lp.merge([network, permute_network(network, spec, random_permutations(spec, 1))], data, fixup="repair",
+                      accelerator="cpu", progress=False)
+    rows = {r["kind"]: r for r in result.rows}
+    assert result.summary["task"] == "regression" and all(r["test_accuracy"] is None for r in result.rows)
+    assert rows["merged"]["test_loss"] == pytest.approx(rows["endpoint"]["test_loss"], rel=1e-4)
+    assert rows["ensemble"]["test_loss"] == pytest.approx(rows["endpoint"]["test_loss"], rel=1e-5)
+    assert result.summary["gain"]["test"] == {"loss_below_unaligned": rows["unaligned"]["test_loss"] - rows["merged"]["test_loss"]}
+    assert result.summary["gain"]["test"]["loss_below_unaligned"] > 0
+    result.save(tmp_path)
+    assert load_network(tmp_path / "merged.ckpt").task == "regression"
 
 
 def test_the_command_writes_the_table_and_a_checkpoint_that_evaluates_to_it(digits_endpoints, third, tmp_path):

@@ -213,7 +213,7 @@ def merge(
     with_fixup = "" if fixup == "none" else f" + {fixup}"
     rows.append({"network": f"uniform average, unaligned{with_fixup}", "kind": "unaligned", **scores(unaligned, loaders, task)})
     if fixup != "none":
-        rows.append({"network": "aligned average", "kind": "aligned", **scores(aligned, loaders, task)})
+        rows.append({"network": "aligned average, no fix-up", "kind": "aligned", **scores(aligned, loaders, task)})
     rows.append({"network": f"merged{with_fixup}", "kind": "merged", **scores(merged, loaders, task)})
     rows.append({"network": f"ensemble of {len(given)}", "kind": "ensemble", **ensemble_scores(modules, loaders, task)})
     summary = {
