@@ -79,6 +79,14 @@ def inside(rows: torch.Tensor, inner: Axis, outer: Axis, unit: int, size: int) -
     return rows.reshape(rows.shape[0], outer.block, -1)[:, start:start + size * inner.block].reshape(rows.shape[0], size, -1)
 
 
+def joined(rows: Mapping[Axis, torch.Tensor], units: int) -> tuple[torch.Tensor, dict[Axis, slice]]:
+    """Rows of several axes side by side (an empty group: one zero column), and each axis's columns."""
+    columns, start = {}, 0
+    for axis, part in rows.items():
+        columns[axis], start = slice(start, start + part.shape[1]), start + part.shape[1]
+    return (torch.cat(list(rows.values()), 1) if rows else torch.zeros(units, 1, dtype=PRODUCTS)), columns
+
+
 class Matcher:
     """Coordinate descent's state: A's rows per group and axis, B, the spec, the permutations so far."""
 
@@ -89,19 +97,32 @@ class Matcher:
         self.nested = {outer: [n for n in inner if n.name in only] for outer, inner in nesting(spec).items() if outer in only}
         solved_with = {n.name for inner in self.nested.values() for n in inner}
         self.steps = [g for g in spec.groups if g.name in only and g.name not in solved_with]
-        self.rows_a = {g.name: {a: unit_rows(state_a[a.entry], a, g.size) for a in self.axes[g.name]} for g in self.steps}
+        self.rows_a = {g.name: joined({a: unit_rows(state_a[a.entry], a, g.size) for a in self.axes[g.name]}, g.size)
+                       for g in self.steps}
         self.perms = identity(spec) | {name: p.cpu() for name, p in start.items()}
+        # A step's cost depends only on the groups sharing its entries: while none of them changed since the
+        # step last ran, it would find the same assignment again, so it is skipped (the result is the same).
+        self.changes = dict.fromkeys(spec.names, 0)
+        self.neighbours = {g.name: self.sharing(g) for g in self.steps}
+        self.seen: dict[str, tuple[int, ...]] = {}
+
+    def sharing(self, group: Group) -> list[str]:
+        solved = {group.name, *(n.name for n in self.nested.get(group.name, []))}
+        entries = {a.entry for name in solved for a in self.axes[name]}
+        return sorted({other for e in entries for _, other in self.spec.axes_by_entry[e]} - solved)
 
     def step(self, group: Group) -> float:
         """Re-solve ``group`` (with the groups nested in it) given the others; the objective's gain (0: kept)."""
+        seen = tuple(self.changes[name] for name in self.neighbours[group.name])
+        if self.seen.get(group.name) == seen:
+            return 0.0
+        self.seen[group.name] = seen
         nested = self.nested.get(group.name, [])
         skip = {group.name, *(n.name for n in nested)}
-        rows_b = {a: unit_rows(permute_entry(a.entry, self.state_b[a.entry], self.spec, self.perms, skip), a, group.size)
-                  for a in self.axes[group.name]}
-        if rows_b:
-            cost = (torch.cat(list(self.rows_a[group.name].values()), 1) @ torch.cat(list(rows_b.values()), 1).T).double()
-        else:
-            cost = torch.zeros(group.size, group.size, dtype=torch.float64)
+        rows_a, columns = self.rows_a[group.name]
+        parts = [unit_rows(permute_entry(a.entry, self.state_b[a.entry], self.spec, self.perms, skip), a, group.size) for a in columns]
+        rows_b = torch.cat(parts, 1) if parts else rows_a  # no axes: A's one zero column, a zero cost
+        cost = (rows_a @ rows_b.T).double()
         current, units = self.perms[group.name], torch.arange(group.size)
         old = cost[units, current].sum()
         found: dict[str, list[torch.Tensor]] = {}
@@ -109,9 +130,10 @@ class Matcher:
             size = self.spec[n.name].size
             matrix = cost.new_zeros(group.size, size, size)  # source unit j -> inner cost
             for i_axis, o_axis in n.axes:
-                if o_axis in rows_b:
-                    a = inside(self.rows_a[group.name][o_axis], i_axis, o_axis, n.unit, size)[n.unit]
-                    matrix += torch.einsum("rx,jsx->jrs", a, inside(rows_b[o_axis], i_axis, o_axis, n.unit, size)).double()
+                if o_axis in columns:
+                    a = inside(rows_a[:, columns[o_axis]], i_axis, o_axis, n.unit, size)[n.unit]
+                    b = inside(rows_b[:, columns[o_axis]], i_axis, o_axis, n.unit, size)
+                    matrix += torch.einsum("rx,jsx->jrs", a, b).double()
             found[n.name] = [assign(m) for m in matrix]
             rows, held = torch.arange(size), matrix.diagonal(dim1=1, dim2=2).sum(1)  # identity inside: counted in cost
             best = torch.stack([m[rows, p].sum() for m, p in zip(matrix, found[n.name])])
@@ -121,9 +143,9 @@ class Matcher:
         new = cost[units, p].sum()
         if new - old <= TOLERANCE * cost.abs().amax(1).sum():
             return 0.0
-        self.perms[group.name] = p
-        for n in nested:
-            self.perms[n.name] = found[n.name][int(p[n.unit])]
+        for name, q in [(group.name, p), *((n.name, found[n.name][int(p[n.unit])]) for n in nested)]:
+            if not torch.equal(q, self.perms[name]):
+                self.perms[name], self.changes[name] = q, self.changes[name] + 1
         return float(new - old)
 
 
