@@ -17,12 +17,14 @@ import landscape_pl as lp
 from landscape_pl.api.merge import MergeResult
 from landscape_pl.cli import main
 from landscape_pl.data import DigitsDataModule, PolynomialDataModule
+from landscape_pl.data.subsets import alignment_batches
+from landscape_pl.data.tokens import TokensDataModule
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network
-from landscape_pl.models import MLP
+from landscape_pl.models import GPT, MLP
 from landscape_pl.paths.evaluate import evaluate
-from landscape_pl.symmetry import cross_correlations, permute_network, random_permutations, spec_of
-from landscape_pl.symmetry.many import to_each_other, to_reference
+from landscape_pl.symmetry import cross_correlations, permute_network, random_permutations, spec_of, weight_matched
+from landscape_pl.symmetry.many import average, to_each_other, to_reference
 from landscape_pl.tasks import get_task
 
 QUIET = ["--accelerator", "cpu", "--progress", "false", "--tensorboard", "false"]
@@ -84,6 +86,22 @@ def test_merging_permuted_copies_returns_the_network(method, reference):
     assert result.summary["converged"] and result.summary["rounds"] == (1 if reference == "average" else 0)
     x = torch.randn(16, 64)
     torch.testing.assert_close(result.network(x), network(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["activation", "weight"])
+@pytest.mark.parametrize("each_other", [False, True])
+def test_permuted_copies_of_a_transformer_are_recovered_with_its_attention_heads(method, each_other):
+    """Attention heads and their dims have no activations to correlate (weight matched, the probed groups held)."""
+    torch.manual_seed(0)
+    network = GPT(vocab_size=8, context=16, width=32, depth=1, heads=4)
+    spec = spec_of(network)
+    assert weight_matched(spec)
+    copies = [network, *(permute_network(network, spec, random_permutations(spec, seed)) for seed in (1, 2))]
+    batches = alignment_batches(TokensDataModule(sequences=200), 0.5, 0)
+    found = to_each_other(copies, spec, method, batches) if each_other else to_reference(copies, spec, method, batches, 0)
+    merged = average([permute_network(c, spec, p) for c, p in zip(copies, found.permutations)])
+    for name, value in network.state_dict().items():
+        torch.testing.assert_close(merged.state_dict()[name], value, rtol=0, atol=1e-6, msg=name)
 
 
 def test_regressors_are_compared_by_loss(tmp_path):

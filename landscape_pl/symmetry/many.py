@@ -111,7 +111,9 @@ def activation_step(networks: Sequence[nn.Module], spec: PermutationSpec, batche
         found: Correlation = pairs[(j, i)][group] if j < i else pairs[(i, j)][group]
         return found.matrix if j < i else found.matrix.T
 
-    perms = [identity(spec)] + [{**identity(spec), **{g: assign(matrix(0, i, g)) for g in probed}} for i in range(1, count)]
+    perms = [identity(spec)]
+    for i in range(1, count):  # the alignment to network 0, as align_activations finds it
+        perms.append(unprobed(networks[0], networks[i], spec, {**identity(spec), **{g: assign(matrix(0, i, g)) for g in probed}}))
 
     def step(perms: list[Permutations], i: int) -> bool:
         changed = False
@@ -126,12 +128,18 @@ def activation_step(networks: Sequence[nn.Module], spec: PermutationSpec, batche
     return step, perms
 
 
+def unprobed(target: nn.Module, network: nn.Module, spec: PermutationSpec, perms: Permutations) -> Permutations:
+    """``perms`` with the groups that have no probes (attention heads) weight matched to ``target``, the rest held."""
+    rest = weight_matched(spec)
+    if not rest:
+        return perms
+    params = [name for name, _ in network.named_parameters()]
+    return weight_match(target.state_dict(), network.state_dict(), spec, params, start=perms, only=rest).permutations
+
+
 def finish(networks: Sequence[nn.Module], spec: PermutationSpec, perms: list[Permutations], method: str) -> list[Permutations]:
     """After activation rounds, the groups without probes weight matched to the mean of the others, probed groups held."""
-    rest = weight_matched(spec) if method == "activation" else []
-    if rest:
-        params = [name for name, _ in networks[0].named_parameters()]
+    if method == "activation":
         for i, net in enumerate(networks):
-            target = others(networks, spec, perms, i).state_dict()
-            perms[i] = weight_match(target, net.state_dict(), spec, params, start=perms[i], only=rest).permutations
+            perms[i] = unprobed(others(networks, spec, perms, i), net, spec, perms[i])
     return [{name: p.cpu() for name, p in found.items()} for found in perms]
