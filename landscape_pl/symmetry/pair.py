@@ -33,7 +33,8 @@ def find_permutation(
     net_a: nn.Module, net_b: nn.Module, method: Method = "activation", batches: Iterable | None = None,
     spec: PermutationSpec | None = None, progress: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Index permutations of B's groups that align B to A, by activations (needs ``batches``) or weights."""
+    """Index permutations of B's groups that align B to A, by activations (needs ``batches``; groups without
+    probes, attention heads and head dims, are weight matched: ``weight_matched(spec)``) or by weights."""
     spec = spec or check_pair(net_a, net_b)
     if method == "activation":
         if batches is None:
