@@ -127,7 +127,7 @@ def find_sites(network: nn.Module, example: torch.Tensor, spec: "PermutationSpec
     network.eval()
     try:
         with torch.no_grad():
-            network(example)
+            network(example[:8])  # which tensor feeds which module: a few samples show it
     finally:
         for handle in handles:
             handle.remove()
@@ -171,21 +171,24 @@ def measure(network: nn.Module, sites: Sequence[Site], data: Iterable, batches: 
     batch = [0]
 
     def hook(index: int, site: Site, output: torch.Tensor) -> None:
-        view = output.movedim(site.dim, -1)[..., site.channels]
-        flat = view.reshape(-1, view.shape[-1])
-        var, mean = torch.var_mean(flat, dim=0, unbiased=False)
+        dim = site.dim % output.dim()
+        start = site.channels.start or 0
+        view = output.narrow(dim, start, (site.channels.stop or output.shape[dim]) - start)  # no copy
+        reduce = [d for d in range(output.dim()) if d != dim]
+        var, mean = torch.var_mean(view, dim=reduce, unbiased=False)
         std = var.sqrt()
         per_batch[index][0].append(mean)
         per_batch[index][1].append(std)
         count, total_mean, m2 = sums[index]
-        n = flat.shape[0]
+        n = view.numel() // view.shape[dim]
         delta = mean.double() - total_mean
         sums[index] = [count + n, total_mean + delta * (n / (count + n)), m2 + var.double() * n + delta ** 2 * (count * n / (count + n))]
         if targets is not None:
             target_mean, target_std, correct = targets(batch[0], index)
             ok = correct & (std > DEAD * (1 + mean.abs()))
             scale = torch.where(ok, target_std / std.clamp_min(1e-30), 1.0)
-            view.mul_(scale).add_(torch.where(ok, target_mean - scale * mean, 0.0))
+            shape = [-1 if d == dim else 1 for d in range(output.dim())]
+            view.mul_(scale.view(shape)).add_(torch.where(ok, target_mean - scale * mean, 0.0).view(shape))
 
     handles = [modules[s.measured].register_forward_hook(lambda m, i, o, k=k, s=s: hook(k, s, o)) for k, s in enumerate(sites)]
     was_training = network.training
