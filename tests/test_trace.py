@@ -125,6 +125,28 @@ def test_grouped_convolutions_and_group_norms_permute_whole_groups_and_units_ins
                                                 Axis("norm.bias", 0, 1, 3), Axis("expand.weight", 1, 1, 3)}
 
 
+class FunctionalNorms(nn.Module):
+    """BatchNorm and GroupNorm written as functions of the module's own parameters and buffers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 8, 3), nn.Linear(8, 2)
+        self.scale, self.shift = nn.Parameter(torch.ones(8)), nn.Parameter(torch.zeros(8))
+        self.register_buffer("mean", torch.zeros(8))
+        self.register_buffer("var", torch.ones(8))
+
+    def forward(self, x):
+        h = F.batch_norm(self.conv(x), self.mean, self.var, self.scale, self.shift, False)
+        return self.fc(F.group_norm(h, 2, self.scale, self.shift).mean((2, 3)))
+
+
+def test_norms_written_as_functions_are_followed() -> None:
+    spec = spec_of(FunctionalNorms())  # the shared scale and shift make both norms' channels one set of units
+    entries = (("conv.weight", 0), ("conv.bias", 0), ("mean", 0), ("var", 0), ("scale", 0), ("shift", 0), ("fc.weight", 1))
+    assert set(spec["group_norm.groups"].axes) == {Axis(e, d, 4) for e, d in entries}
+    assert set(spec["group_norm.group1"].axes) == {Axis(e, d, 1, 4) for e, d in entries}
+
+
 class Attention(nn.Module):
     """Separate q/k/v projections, attention written out (q @ kᵀ, softmax, @ v) at the top level."""
 

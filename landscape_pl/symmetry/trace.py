@@ -725,6 +725,14 @@ class Derivation(fx.Interpreter):
         if name == "layer_norm":
             weight, bias = (n.args[i] if len(n.args) > i else n.kwargs.get(k) for i, k in ((2, "weight"), (3, "bias")))
             return self.layer_norm(x, len(self.arg(n, 1, "normalized_shape")), self.layout.get(weight), self.layout.get(bias))
+        if name == "group_norm":
+            weight, bias = (self.layout.get(self.arg_node(n, i, k)) for i, k in ((2, "weight"), (3, "bias")))
+            return self.group_norm(x, xv, self.arg(n, 1, "num_groups"), weight, bias, self.module_path(n) or n.name)
+        if name == "batch_norm":
+            for i, key in enumerate(("running_mean", "running_var", "weight", "bias"), 1):
+                if isinstance(self.arg_node(n, i, key), fx.Node):
+                    self.unify(self.layout[self.arg_node(n, i, key)][0], x[1])
+            return x
         raise Refused("the operation is not one the derivation knows")
 
     def index_like(self, n: fx.Node, name: str, x: Annotation, xv: torch.Tensor, value: torch.Tensor) -> Annotation:
