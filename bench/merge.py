@@ -30,7 +30,7 @@ from landscape_pl.io import load_network
 from landscape_pl.paths import has_batchnorm
 from landscape_pl.recipes import find_config
 
-COLUMNS = ["method", "reference", "fixup", "endpoints (mean)", "best endpoint", "unaligned average", "aligned average", "merged",
+COLUMNS = ["method", "reference", "rounds", "fixup", "endpoints (mean)", "best endpoint", "unaligned average", "aligned average", "merged",
            "ensemble", "merged - unaligned", "merged - plain unaligned"]
 DIFFERENCES = ("merged - unaligned", "merged - plain unaligned")
 
@@ -89,7 +89,8 @@ def main() -> None:
                 plain = accuracy(result, "unaligned", args.split)
             ends = [r[f"{args.split}_accuracy"] for r in result.rows if r["kind"] == "endpoint"]
             merged, unaligned = accuracy(result, "merged", args.split), accuracy(result, "unaligned", args.split)
-            rows.append({"method": method, "reference": reference, "fixup": fixup, "endpoints (mean)": sum(ends) / len(ends),
+            rounds = f"{result.summary['rounds']}" + ("" if result.summary["converged"] else " (no end)")
+            rows.append({"method": method, "reference": reference, "rounds": rounds, "fixup": fixup, "endpoints (mean)": sum(ends) / len(ends),
                          "best endpoint": max(ends), "unaligned average": unaligned, "aligned average": accuracy(result, "aligned", args.split),
                          "merged": merged, "ensemble": accuracy(result, "ensemble", args.split), "merged - unaligned": merged - unaligned,
                          "merged - plain unaligned": merged - plain})
