@@ -188,3 +188,22 @@ def test_a_group_nested_in_another_must_come_after_it() -> None:
     assert nesting(PermutationSpec((heads, first_dims)))["heads"][0].unit == 0
     with pytest.raises(LandscapeError, match=r"group 'head0' lies inside the units of 'heads' but comes first.*list 'heads' before it"):
         nesting(PermutationSpec((first_dims, heads)))
+
+
+class Unread:
+    """Batches that must not be read."""
+
+    def __iter__(self):
+        raise AssertionError("read the data although no group has probes")
+
+
+def test_a_spec_without_probes_is_weight_matched_whole_without_reading_data() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 12, 3, groups=4), nn.GroupNorm(4, 12), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 3)).eval()
+    spec = PermutationSpec(tuple(Group(g.name, g.size, g.axes) for g in spec_of(net).groups))  # derived, probes dropped
+    assert len(spec.names) > 2 and weight_matched(spec) == list(spec.names)
+    copy, expected = copy_of(net, spec, seed=5)
+    found, correlations = align_activations(net, copy, spec, Unread())
+    assert correlations == {}
+    assert_recovers(net, copy, spec, found, expected, torch.randn(16, 3, 8, 8))

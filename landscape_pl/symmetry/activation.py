@@ -120,6 +120,8 @@ def cross_correlations(
     modules_a, modules_b = dict(net_a.named_modules()), dict(net_b.named_modules())
     device = next(net_a.parameters()).device
     stats = {(g.name, probe): CrossStatistics(g.size, device) for g in spec.groups for probe in g.probes}
+    if not stats:  # nothing to read: no pass over the data
+        return {}
     held: dict[tuple[str, Probe], torch.Tensor] = {}
     handles = []
 
