@@ -23,7 +23,7 @@ from landscape_pl.data import DigitsDataModule, TokensDataModule
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network, save_network
 from landscape_pl.models import GPT, Architecture
-from landscape_pl.symmetry import Axis, spec_of
+from landscape_pl.symmetry import Axis, permute_network, random_permutations, spec_of
 from landscape_pl.tasks import get_task
 
 TRAINER = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
@@ -67,6 +67,31 @@ def test_the_gpt_spec_passes_the_check_with_one_entry_for_the_tied_embedding() -
         assert set(spec[f"blocks.0.attention.head{i}.v"].axes) == {Axis(f"{qkv}.weight", 0, 1, 64 + i * 8),
                                                                     Axis(f"{qkv}.bias", 0, 1, 64 + i * 8), Axis(f"{out}.weight", 1, 1, i * 8)}
     assert spec["blocks.1.mlp.0"].size == 128 and spec["blocks.1.mlp.0"].probes[0].dim == 2
+
+
+class AliasedHead(GPT):
+    """nanoGPT's tying: a separate read-out module whose weight *is* the token embedding (two state-dict names)."""
+
+    def __init__(self) -> None:
+        super().__init__(vocab_size=8, context=16, width=32, depth=1, heads=4)
+        self.head = nn.Linear(32, 8, bias=False)
+        self.head.weight = self.token.weight
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        return self.head(self.norm(self.blocks(self.token(tokens) + self.position(positions))))
+
+
+def test_a_tied_read_out_under_two_names_is_checked_and_permuted_as_one_tensor() -> None:
+    torch.manual_seed(0)
+    net = AliasedHead().eval()
+    assert {"token.weight", "head.weight"} <= set(net.state_dict())
+    spec = spec_of(net)  # the check runs on the tied tensor once
+    assert "head.weight" not in spec.axes_by_entry and Axis("token.weight", 1) in spec["stream0"].axes
+    permuted = permute_network(net, spec, random_permutations(spec, seed=3))
+    assert permuted.head.weight is permuted.token.weight and not torch.equal(permuted.token.weight, net.token.weight)
+    tokens = torch.randint(0, 8, (3, 16))
+    torch.testing.assert_close(permuted(tokens), net(tokens), rtol=1e-5, atol=1e-5)
 
 
 def test_token_data_is_a_seeded_chain_with_a_fixed_split_and_next_token_targets() -> None:

@@ -123,10 +123,26 @@ def check_permutations(spec: PermutationSpec, perms: Permutations) -> None:
             raise LandscapeError(f"permutation of group {name!r} has shape {tuple(p.shape)}; expected ({size},) or ({size}, {size})")
 
 
+def same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """One tensor under two names (a tied weight: ``lm_head.weight = wte.weight`` puts both in the state dict)."""
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype
+
+
 def permute(state: Mapping[str, torch.Tensor], spec: PermutationSpec, perms: Permutations) -> dict[str, torch.Tensor]:
-    """A new state dict with ``perms`` applied (pure: ``state`` is not changed; differentiable in soft P)."""
+    """A new state dict with ``perms`` applied (pure: ``state`` is not changed; differentiable in soft P).
+
+    A spec names a tied tensor once; its other names in ``state`` get the same permuted value, so that
+    loading the result cannot overwrite the permuted entry with an unpermuted alias.
+    """
     check_permutations(spec, perms)
-    return {name: permute_entry(name, value, spec, perms) for name, value in state.items()}
+    result = {name: permute_entry(name, value, spec, perms) for name, value in state.items()}
+    named = [name for name in spec.axes_by_entry if name in state]
+    for name, value in state.items():
+        if name not in spec.axes_by_entry and value.numel():
+            owner = next((n for n in named if same_tensor(state[n], value)), None)
+            if owner is not None:
+                result[name] = result[owner]
+    return result
 
 
 def permute_network(network: nn.Module, spec: PermutationSpec, perms: Permutations) -> nn.Module:

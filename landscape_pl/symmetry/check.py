@@ -43,8 +43,13 @@ def needs_noise(value: torch.Tensor) -> bool:
 def perturbed(network: nn.Module, seed: int) -> dict[str, torch.Tensor]:
     """The network's state in float64, vectors and constant entries perturbed (the network itself is not touched)."""
     generator = torch.Generator().manual_seed(seed)
-    state = {}
+    state: dict[str, torch.Tensor] = {}
+    seen: set[tuple[int, tuple[int, ...]]] = set()
     for name, value in network.state_dict().items():
+        key = (value.data_ptr(), tuple(value.shape))
+        if value.numel() and key in seen:  # a tied tensor's second name: functional_call ties it to the first
+            continue
+        seen.add(key)
         if value.is_floating_point() and value.numel():
             noisy = needs_noise(value)
             value = value.double()
