@@ -109,7 +109,7 @@ def memory(iterations: int = 100) -> None:
     print("\n".join(rows))
 
 
-def top_eigenvalue(repeats: int, pyhessian: str | None) -> None:
+def top_eigenvalue(repeats: int, pyhessian: str | None, clock: str) -> None:
     network, x, y = problem()
     objective = Objective(network, [(x, y)], summed)
     seconds, value = [], None
@@ -122,7 +122,7 @@ def top_eigenvalue(repeats: int, pyhessian: str | None) -> None:
     print(f"  library (Lanczos):            {value:.6g} in {statistics.median(seconds):.2f} s (median; {min(seconds):.2f}-{max(seconds):.2f})")
     if pyhessian:
         env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{Path(__file__).parent}"}
-        done = subprocess.run([pyhessian, __file__, "--pyhessian-worker", str(repeats)], env=env, capture_output=True, text=True, check=False)
+        done = subprocess.run([pyhessian, __file__, "--pyhessian-worker", str(repeats), "--clock", clock], env=env, capture_output=True, text=True, check=False)
         if done.returncode:
             print(f"  PyHessian: failed ({done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode})")
         else:
@@ -139,7 +139,6 @@ def pyhessian_worker(repeats: int) -> None:
     """Run inside the Python that has pyhessian: the same network, batch and 20 iterations (tol 0: no early stop)."""
     from pyhessian import hessian
 
-    torch.set_num_threads(1)
     network, x, y = problem()
     seconds, value = [], None
     for _ in range(repeats):
@@ -162,11 +161,12 @@ def main() -> None:
     parser.add_argument("--pyhessian-worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.pyhessian_worker:
+        setup(args)  # the same clock and threads as the library's timing
         return pyhessian_worker(args.pyhessian_worker)
     setup(args)
     timings(args.repeats)
     memory()
-    top_eigenvalue(args.repeats, args.pyhessian)
+    top_eigenvalue(args.repeats, args.pyhessian, args.clock)
 
 
 if __name__ == "__main__":
