@@ -88,7 +88,7 @@ def timed(name: str, factory: type[nn.Module], images: int, batch: int, repeats:
 
     forward_both(net_a, net_b, batches[:1])  # warm-up (a whole untimed repeat would cost as much as a timed one)
     times = timing.interleave({"forward of both (floor)": lambda: forward_both(net_a, net_b, batches),
-                               "align_activations": activations, "match_weights": weights}, repeats, device, warm_up=False)
+                               "align_activations": activations, "weight_match": weights}, repeats, device, warm_up=False)
     print(f"{name}, {images} random images in batches of {batch}:")
     timing.print_times(times)
     perms, correlations = results["activation"]
