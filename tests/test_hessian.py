@@ -102,6 +102,16 @@ class Argmax(nn.Module):
         return x.argmax(dim=1)
 
 
+class MaxWithIndices(nn.Module):
+    def forward(self, x):
+        return tuple(x.max(dim=1, keepdim=True))  # (values, indices): only the values carry a derivative
+
+
+class Values(nn.Module):
+    def forward(self, pair):
+        return pair[0]
+
+
 class Frozen(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -136,7 +146,8 @@ def test_a_network_without_a_hessian_is_refused_naming_the_module(layers, messag
     data = {"train": DataLoader(TensorDataset(*batch), batch_size=4)}
     with pytest.raises(LandscapeError, match=message):  # and through the API, before any point is evaluated
         lp.interpolate(network, network, data, t=[0.0], splits=["train"], accelerator="cpu", progress=False, hessian={"subset": 8})
-    check_differentiable(Objective(nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)), [batch], summed))
+    maxima = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), MaxWithIndices(), Values(), nn.Linear(1, 3))
+    check_differentiable(Objective(maxima, [batch], summed))  # indices beside a differentiable output are fine
 
 
 def loaders(count: int = 96, features: int = 8) -> dict[str, DataLoader]:

@@ -275,17 +275,17 @@ def check_differentiable(objective: Objective) -> None:
         if not upstream:
             return
         where = f"module {names[module]!r} ({type(module).__name__})"
-        for out in outputs:
-            if not torch.is_floating_point(out):
-                found.append(f"{where} returns a {out.dtype} tensor (argmax, indices, casts to int have no derivative)")
-            elif not out.requires_grad:
-                found.append(f"{where} returns a tensor that does not require grad (torch.no_grad or detach inside its forward)")
-            else:
-                op = zero_derivative_op(out.grad_fn, {t.grad_fn for t in tensors_in if t.grad_fn is not None})
-                if op:
-                    found.append(f"{where} applies {op}, whose derivative is zero wherever it exists")
-            if found:
-                return
+        live = [t for t in outputs if torch.is_floating_point(t) and t.requires_grad]  # indices beside them are fine
+        if outputs and not live:
+            integer = next((t for t in outputs if not torch.is_floating_point(t)), None)
+            found.append(f"{where} returns a {integer.dtype} tensor (argmax, indices, casts to int have no derivative)"
+                         if integer is not None else
+                         f"{where} returns a tensor that does not require grad (torch.no_grad or detach inside its forward)")
+            return
+        stop = {t.grad_fn for t in tensors_in if t.grad_fn is not None}
+        op = next((op for op in (zero_derivative_op(t.grad_fn, stop) for t in live) if op), None)
+        if op:
+            found.append(f"{where} applies {op}, whose derivative is zero wherever it exists")
 
     handles = [module.register_forward_hook(hook) for module in network.modules()]
     try:
@@ -295,9 +295,9 @@ def check_differentiable(objective: Objective) -> None:
         for handle in handles:
             handle.remove()
     if not found:
-        params = dict(network.named_parameters())
+        params = {name: p for name, p in network.named_parameters() if p.requires_grad}
         unused = [name for name, g in zip(params, torch.autograd.grad(loss, list(params.values()), allow_unused=True))
-                  if params[name].requires_grad and g is None] if loss.requires_grad else list(params)
+                  if g is None] if loss.requires_grad else list(params)
         if unused:
             module = unused[0].rpartition(".")[0] or type(network).__name__
             found.append(f"module {module!r}: the loss does not depend on its parameter {unused[0]!r}")
