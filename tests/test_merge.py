@@ -104,6 +104,19 @@ def test_permuted_copies_of_a_transformer_are_recovered_with_its_attention_heads
         torch.testing.assert_close(merged.state_dict()[name], value, rtol=0, atol=1e-6, msg=name)
 
 
+def test_a_transformer_merge_reports_its_ensemble_over_token_positions():
+    """Permuted copies of one GPT: the merge, the ensemble and every endpoint score the network's own numbers."""
+    torch.manual_seed(0)
+    network = GPT(vocab_size=8, context=16, width=32, depth=1, heads=4)
+    spec = spec_of(network)
+    copies = [network, permute_network(network, spec, random_permutations(spec, 1))]
+    result = lp.merge(copies, TokensDataModule(sequences=200), method="weight", fixup="none", progress=False)
+    rows = {r["kind"]: r for r in result.rows}
+    for kind in ("merged", "ensemble"):
+        for key in ("test_accuracy", "test_loss"):
+            assert rows[kind][key] == pytest.approx(rows["endpoint"][key], rel=1e-5), (kind, key)
+
+
 def test_regressors_are_compared_by_loss(tmp_path):
     torch.manual_seed(0)
     network = MLP(1, [16, 16], 1, activation="tanh")

@@ -141,17 +141,22 @@ def predictions(network: nn.Module, batches, task: Task) -> tuple[torch.Tensor, 
     outputs, targets = [], []
     for x, y in batches:
         out = network(x.to(dev))
-        outputs.append((F.softmax(out, dim=1) if task.has_accuracy else out).cpu())
+        outputs.append((F.softmax(out, dim=-1) if task.has_accuracy else out).cpu())  # classes last: (N, C) or (N, L, C)
         targets.append(y)
     return torch.cat(outputs), torch.cat(targets)
 
 
 def ensemble_row(name: str, members: list[torch.Tensor], targets: torch.Tensor, task: Task) -> dict:
-    """Accuracy and loss of the mean prediction (probabilities averaged, then NLL)."""
+    """Accuracy and loss of the mean prediction (probabilities averaged, then NLL).
+
+    The task's own loss and count read the log of the mean probabilities as logits: log-softmax leaves
+    normalized log-probabilities unchanged, so this is the NLL for classes and for tokens alike.
+    """
     mean = torch.stack(members).mean(0)
     if task.has_accuracy:
-        loss = F.nll_loss(mean.clamp_min(1e-12).log(), targets).item()
-        return {"ensemble": name, "members": len(members), "accuracy": (mean.argmax(1) == targets).float().mean().item(), "loss": loss}
+        logits = mean.clamp_min(1e-12).log()
+        accuracy = (task.correct(logits, targets).double() / len(targets)).item()
+        return {"ensemble": name, "members": len(members), "accuracy": accuracy, "loss": task.loss(logits, targets).item()}
     return {"ensemble": name, "members": len(members), "accuracy": None, "loss": task.loss(mean, targets).item()}
 
 
