@@ -105,6 +105,6 @@ class HessianProbe:
         return numbers
 
 
-def describe(settings: HessianSettings | None) -> dict | None:
-    """The settings as plain data, for a summary."""
-    return None if settings is None else asdict(settings)
+def described(settings: HessianSettings | None) -> dict:
+    """``{"hessian": settings}`` as plain data for a summary, or nothing when no Hessian was asked for."""
+    return {} if settings is None else {"hessian": asdict(settings)}
