@@ -108,7 +108,7 @@ def test_repair_on_batchnorm_equals_reset_where_reset_already_matches(digits_bn_
 
 
 def test_interpolate_with_repair_keeps_the_ends_and_changes_the_middle(digits_endpoints):
-    options = dict(t=[0.0, 0.5, 1.0], splits=["test"], accelerator="cpu", progress=False)
+    options = {"t": [0.0, 0.5, 1.0], "splits": ["test"], "accelerator": "cpu", "progress": False}
     plain = lp.interpolate(digits_endpoints.a, digits_endpoints.b, **options)
     repaired = lp.interpolate(digits_endpoints.a, digits_endpoints.b, repair=True, **options)
     assert repaired.summary["repair"] is True and "repair" not in plain.summary
@@ -151,7 +151,7 @@ def test_align_reports_the_repaired_line(digits_endpoints, tmp_path):
 
 def test_plane_with_repair_keeps_its_three_networks(digits_endpoints):
     networks = [digits_endpoints.a, digits_endpoints.b, digits_endpoints.a_init]
-    options = dict(networks=networks, points=2, splits=["test"], accelerator="cpu", progress=False)
+    options = {"networks": networks, "points": 2, "splits": ["test"], "accelerator": "cpu", "progress": False}
     plain, repaired = lp.plane(**options), lp.plane(repair=True, **options)
     assert [r.loss for r in repaired.anchor_rows] == pytest.approx([r.loss for r in plain.anchor_rows], rel=1e-4)
     assert repaired.summary["repair"] is True
@@ -206,9 +206,8 @@ def test_repair_refuses_networks_it_cannot_correct():
 
 
 def test_the_alignment_study_gains_aligned_repair(tmp_path):
-    from landscape_pl.study.alignment import alignment_stages
-
     from landscape_pl.recipes import find_config
+    from landscape_pl.study.alignment import alignment_stages
 
     configs = [find_config(f"digits/{name}") for name in ("mlp_deep.yaml", "curve.yaml", "pam.yaml")]
     stages, found = alignment_stages(tmp_path, *configs, [(1, 2)], ["unaligned", "aligned", "aligned_repair"], "activation",

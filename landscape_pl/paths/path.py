@@ -54,7 +54,7 @@ class Path:
     def coefficients(self, t: float) -> torch.Tensor:
         raise NotImplementedError
 
-    def made_of(self, networks: Sequence[int], mixing: Sequence[Sequence[float]]) -> "Path":
+    def made_of(self, networks: Sequence[int], mixing: Sequence[Sequence[float]]) -> Path:
         """Say which anchors are trained networks and how a point's coefficients share out among them
         (``mixing``: one row per network, one column per anchor); returns the path."""
         self.networks, self.mixing = tuple(networks), torch.tensor(mixing, dtype=torch.float64)

@@ -84,7 +84,7 @@ class Moments:
     batch_std: list[torch.Tensor]
 
 
-def repair_spec(network: nn.Module) -> "PermutationSpec":
+def repair_spec(network: nn.Module) -> PermutationSpec:
     """The network's permutation spec; REPAIR without one is refused, saying how to give one."""
     from landscape_pl.symmetry.derive import spec_of
 
@@ -98,7 +98,7 @@ def repair_spec(network: nn.Module) -> "PermutationSpec":
     return spec
 
 
-def find_sites(network: nn.Module, example: torch.Tensor, spec: "PermutationSpec | None" = None) -> list[Site]:
+def find_sites(network: nn.Module, example: torch.Tensor, spec: PermutationSpec | None = None) -> list[Site]:
     """Every opening layer of every group, with the BatchNorm its output feeds (found by one forward of
     ``example``: the BatchNorm whose input is that layer's output tensor), in forward order."""
     spec = spec or repair_spec(network)
@@ -312,13 +312,13 @@ class Repair:
     """
 
     def __init__(self, data: Iterable, batches: int | None = None, endpoints: Sequence[tuple[nn.Module, float]] | None = None,
-                 reset: "RecomputeBatchNorm | None" = None) -> None:
+                 reset: RecomputeBatchNorm | None = None) -> None:
         self.data, self.batches, self.reset = data, batches, reset
         self.endpoints = list(endpoints) if endpoints is not None else None
-        self.path: "Path | None" = None
+        self.path: Path | None = None
         self.statistics: Statistics | None = None
 
-    def prepare(self, network: nn.Module, path: "Path | None" = None) -> None:
+    def prepare(self, network: nn.Module, path: Path | None = None) -> None:
         """Measure every network the points mix, once: the given ones (copies), or the path's, each
         written into ``network`` in turn (the walk writes each point over it afterwards)."""
         device = next(network.parameters()).device
@@ -358,7 +358,7 @@ class Repair:
 
 
 def repair(network: nn.Module, endpoints: Sequence[tuple[nn.Module, float]], data: Iterable, batches: int | None = None,
-           reset: "RecomputeBatchNorm | None" = None) -> nn.Module:
+           reset: RecomputeBatchNorm | None = None) -> nn.Module:
     """``network`` (e.g. a merge of ``endpoints``' networks) repaired in place to Σ w_k of their statistics; returned."""
     fixup = Repair(data, batches, endpoints, reset)
     if reset is not None:

@@ -55,8 +55,8 @@ def markdown(rows: list[dict]) -> str:
             digits = 2 if percent else 4
             lines.append(f"| {row['class']} | {row[name] * scale:.{digits}f} ± {row[f'{name}_std'] * scale:.{digits}f}{' %' if percent else ''} |")
         if name == "training_loss" and any(row["class"] == REPAIRED for row in rows):
-            lines += ["", f"{REPAIRED} is the aligned curve evaluated with REPAIR: it was trained as that curve, so its "
-                      "training loss is the aligned curve's."]
+            lines += ["", (f"{REPAIRED} is the aligned curve evaluated with REPAIR: it was trained as that curve, so its "
+                           "training loss is the aligned curve's.")]
         lines.append("")
     return "\n".join(lines)
 
