@@ -110,63 +110,73 @@ def memory(iterations: int = 100) -> None:
 
 
 def top_eigenvalue(repeats: int, pyhessian: str | None, clock: str) -> None:
-    network, x, y = problem()
-    objective = Objective(network, [(x, y)], summed)
-    seconds, value = [], None
-    for _ in range(repeats):
-        start = now()
-        found = top_eigenvalues(objective, 1, 20, 0.0, torch.Generator().manual_seed(0))  # tolerance 0: all 20 steps
-        seconds.append(now() - start)
-        value = found.values[0]
-    print(f"\ntop eigenvalue, 20 iterations, {repeats} repeats")
-    print(f"  library (Lanczos):            {value:.6g} in {statistics.median(seconds):.2f} s (median; {min(seconds):.2f}-{max(seconds):.2f})")
-    if pyhessian:
-        env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{Path(__file__).parent}"}
-        done = subprocess.run([pyhessian, __file__, "--pyhessian-worker", str(repeats), "--clock", clock], env=env, capture_output=True, text=True, check=False)
+    """Each implementation in a fresh process of its own (no allocator history from the parts before)."""
+    print(f"\ntop eigenvalue, 20 iterations, {repeats} repeats, each implementation in a fresh process")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{Path(__file__).parent}"}
+    runs = [("library (Lanczos)", sys.executable, "library")] + ([("PyHessian (power iteration)", pyhessian, "pyhessian")] if pyhessian else [])
+    for name, python, kind in runs:
+        done = subprocess.run([python, __file__, "--eigenvalue-worker", kind, "--repeats", str(repeats), "--clock", clock], env=env,
+                              capture_output=True, text=True, check=False)
         if done.returncode:
-            print(f"  PyHessian: failed ({done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode})")
-        else:
-            found = json.loads(done.stdout.strip().splitlines()[-1])
-            seconds = found["seconds"]
-            print(f"  PyHessian (power iteration): {found['value']:.6g} in {statistics.median(seconds):.2f} s "
-                  f"(median; {min(seconds):.2f}-{max(seconds):.2f})")
-            (rss5, rss20) = found["rss"]
+            print(f"  {name}: failed ({done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode})")
+            continue
+        found = json.loads(done.stdout.strip().splitlines()[-1])
+        seconds = found["seconds"]
+        print(f"  {name + ':':<29} {found['value']:.6g} in {statistics.median(seconds):.2f} s (median; {min(seconds):.2f}-{max(seconds):.2f})")
+        if found.get("reference") is not None:
+            print(f"  {'converged (Lanczos, 1e-7):':<29} {found['reference']:.6g}")
+        if found.get("rss"):
+            rss5, rss20 = found["rss"]
             print(f"  PyHessian, one hessian object per point (2 iterations each): RSS {megabytes(rss5)} after 5 points, "
                   f"{megabytes(rss20)} after 20 ({rss20 / rss5:.3f}x)")
 
 
-def pyhessian_worker(repeats: int) -> None:
-    """Run inside the Python that has pyhessian: the same network, batch and 20 iterations (tol 0: no early stop)."""
-    from pyhessian import hessian
-
+def eigenvalue_worker(kind: str, repeats: int) -> None:
+    """The top eigenvalue of the same network and batch in 20 iterations (tolerance 0: no early stop), ``repeats`` times;
+    PyHessian's run also measures RSS over 20 points (one ``hessian`` object each)."""
     network, x, y = problem()
+    if kind == "library":
+        objective = Objective(network, [(x, y)], summed)
+
+        def once() -> float:
+            return top_eigenvalues(objective, 1, 20, 0.0, torch.Generator().manual_seed(0)).values[0]
+    else:
+        from pyhessian import hessian
+
+        def once(iterations: int = 20) -> float:
+            torch.manual_seed(0)
+            return hessian(network, nn.CrossEntropyLoss(), data=(x, y), cuda=False).eigenvalues(maxIter=iterations, tol=0.0, top_n=1)[0][0]
     seconds, value = [], None
     for _ in range(repeats):
-        torch.manual_seed(0)
         start = now()
-        value = hessian(network, nn.CrossEntropyLoss(), data=(x, y), cuda=False).eigenvalues(maxIter=20, tol=0.0, top_n=1)[0][0]
+        value = once()
         seconds.append(now() - start)
+    reference = top_eigenvalues(objective, 1, 80, 1e-7).values[0] if kind == "library" else None  # converged: the yardstick
     rss = []
-    for point in range(20):
-        hessian(network, nn.CrossEntropyLoss(), data=(x, y), cuda=False).eigenvalues(maxIter=2, tol=0.0, top_n=1)
+    for point in range(20 if kind == "pyhessian" else 0):
+        once(2)
         if point + 1 in (5, 20):
             rss.append(_status("VmRSS"))
-    print(json.dumps({"value": value, "seconds": seconds, "rss": rss}))
+    print(json.dumps({"value": value, "seconds": seconds, "rss": rss, "reference": reference}))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     options(parser, repeats=5, device=False)
     parser.add_argument("--pyhessian", help="a Python interpreter with pyhessian installed (its own venv)")
-    parser.add_argument("--pyhessian-worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--eigenvalue-worker", choices=["library", "pyhessian"], help=argparse.SUPPRESS)
+    parser.add_argument("--parts", nargs="+", choices=["products", "memory", "eigenvalue"], default=["products", "memory", "eigenvalue"],
+                        help="which measurements to run (default all)")
     args = parser.parse_args()
-    if args.pyhessian_worker:
-        setup(args)  # the same clock and threads as the library's timing
-        return pyhessian_worker(args.pyhessian_worker)
-    setup(args)
-    timings(args.repeats)
-    memory()
-    top_eigenvalue(args.repeats, args.pyhessian, args.clock)
+    setup(args)  # workers too: the same clock and threads
+    if args.eigenvalue_worker:
+        return eigenvalue_worker(args.eigenvalue_worker, args.repeats)
+    if "products" in args.parts:
+        timings(args.repeats)
+    if "memory" in args.parts:
+        memory()
+    if "eigenvalue" in args.parts:
+        top_eigenvalue(args.repeats, args.pyhessian, args.clock)
 
 
 if __name__ == "__main__":

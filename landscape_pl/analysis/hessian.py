@@ -6,8 +6,9 @@ products share is freed when the call returns (PyHessian keeps it on its object,
 users report), and the network's ``.grad`` fields are never written.
 
 Hessian-vector products are double backward: each batch's gradient is built once per call with its
-graph, and every product is one backward through it (``bench/hessian.py``: 2.4x a gradient on TinyTen,
-against 3.7x for a product from scratch and 4.6x for torch.func's forward-over-reverse ``jvp(grad(L))``).
+graph, and every product is one backward through it (``bench/hessian.py``, TinyTen on the CPU: 2.4-2.5x
+a gradient, against 3.5-4.2x for a product from scratch and 3.3-4.1x for torch.func's forward-over-reverse
+``jvp(grad(L))``, which is why the library keeps double backward).
 Eigenvalues are Lanczos with full reorthogonalization (exact in exact arithmetic once the Krylov
 space is invariant, so a tiny network checks against ``eigvalsh`` of its explicit Hessian); the
 trace is Hutchinson's estimator with Rademacher vectors; the density is stochastic Lanczos
