@@ -291,6 +291,18 @@ def test_bad_hessian_settings_are_refused_before_the_work():
         lp.interpolate(a, b, data, t=[0.0], accelerator="cpu", progress=False, hessian={"top_k": 200, "iterations": 200, "subset": 8})
 
 
+def test_the_command_names_a_subset_larger_than_the_data(tmp_path, capsys):
+    torch.manual_seed(0)
+    end = save_network(MLP(in_features=64, widths=[8], num_outputs=10), tmp_path / "n.ckpt", "classification")
+    with pytest.raises(SystemExit) as stopped:
+        main(["interpolate", "--start", str(end), "--end", str(end), "--out", str(tmp_path / "out"), "--points=2",
+              "--data=landscape_pl.data.DigitsDataModule", "--hessian.subset=5000", *QUIET])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: hessian subset=5000: the training split has 1438 examples; ask for 1 to 1438")
+    assert not (tmp_path / "out").exists()
+
+
 def test_under_torchrun_every_rank_gets_every_point_with_its_curvature(tmp_path):
     script = DDP_SCRIPT.replace('progress=False)', 'progress=False, hessian={"top_k": 1, "trace_samples": 2, "subset": 32})')
     script = script.replace("r.accuracy]", "r.accuracy, dict(r.extras)]")
