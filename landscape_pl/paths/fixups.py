@@ -2,8 +2,9 @@
 
 Every path, curve, plane, string and ensemble evaluates a point the same way: write θ, run the
 fix-ups in order, then one evaluation pass per split. BatchNorm recomputation is the first fix-up;
-a new one (REPAIR, a curvature probe) is one class here with ``prepare`` (once per path) and
-``apply`` (once per point), and every analysis gets it.
+a new one (REPAIR) is one class here with ``prepare`` (once per path) and ``apply`` (once per
+point), and every analysis gets it. A ``Measure`` (the Hessian probe, ``paths.curvature``) changes
+nothing: it runs after the fix-ups and returns numbers that become extra columns of the point's rows.
 """
 
 from __future__ import annotations
