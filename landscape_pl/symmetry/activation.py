@@ -56,7 +56,7 @@ class CrossStatistics:
     """
 
     def __init__(self, units: int, device: torch.device) -> None:
-        zeros = lambda *shape: torch.zeros(*shape, dtype=torch.float64, device=device)  # noqa: E731
+        zeros = lambda *shape: torch.zeros(*shape, dtype=torch.float64, device=device)
         self.count = 0
         self.sum_a, self.sum_b, self.square_a, self.square_b = zeros(units), zeros(units), zeros(units), zeros(units)
         self.cross = zeros(units, units)
