@@ -207,3 +207,17 @@ def test_a_spec_without_probes_is_weight_matched_whole_without_reading_data() ->
     found, correlations = align_activations(net, copy, spec, Unread())
     assert correlations == {}
     assert_recovers(net, copy, spec, found, expected, torch.randn(16, 3, 8, 8))
+
+
+def test_align_checks_the_spec_on_the_data_it_aligns_on() -> None:
+    """12x12 images are no side the guess tries: the spec is derived and checked on the data's own inputs."""
+    torch.manual_seed(0)
+    make = lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 10 * 10, 3))  # noqa: E731
+    net_a, net_b = make(), make()
+    with pytest.raises(LandscapeError, match="cannot guess an input for Sequential"):
+        spec_of(net_a)
+    x, y = torch.randn(64, 1, 12, 12), torch.randint(0, 3, (64,))
+    loader = DataLoader(TensorDataset(x, y), batch_size=32)
+    result = lp.align(net_a, net_b, {"train": loader, "test": loader}, points=0, accelerator="cpu", progress=False)
+    assert result.spec.names == ("0",) and sorted(result.permutations["0"].tolist()) == [0, 1, 2, 3]
+    torch.testing.assert_close(result.network(x), net_b(x))

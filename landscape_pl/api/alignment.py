@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from landscape_pl.api.inputs import Network, NetworkLike, as_data, as_network, task_of
 from landscape_pl.api.lines import PathResult, interpolate
@@ -133,14 +134,15 @@ def write_figures(correlations: dict[str, Correlation], perms: dict[str, torch.T
     plt.close(figure)
 
 
-def pair(start: NetworkLike, end: NetworkLike, accelerator: str) -> tuple[Network, Network, PermutationSpec]:
-    """Two networks of one architecture on the device, and their shared permutation spec."""
-    a, b = as_network(start, "start"), as_network(end, "end")
-    spec = check_pair(a.module, b.module, (a.label, b.label))
+def shared_spec(a: Network, b: Network, batches: DataLoader | None, accelerator: str) -> PermutationSpec:
+    """The two networks' permutation spec, checked on the first inputs of the alignment batches (the data the
+    user aligns on; a guessed input without data); then both networks go to the device."""
+    example = None if batches is None else next(iter(batches))[0][:2]
+    spec = check_pair(a.module, b.module, (a.label, b.label), example)
     where = device(accelerator)
     a.module.to(where)
     b.module.to(where)
-    return a, b, spec
+    return spec
 
 
 def align(
@@ -170,12 +172,13 @@ def align(
     """
     if method not in ("activation", "weight"):
         raise LandscapeError(f"method must be 'activation' or 'weight', got {method!r}")
-    a, b, spec = pair(start, end, accelerator)
+    a, b = as_network(start, "start"), as_network(end, "end")
     has_data = data is not None or b.path is not None
     if not has_data and method == "activation":
         raise LandscapeError("activation alignment needs data: pass data (a LandscapeDataModule or DataLoaders), or method='weight'")
     datamodule = as_data(data, a, b) if has_data else None
     batches = alignment_batches(datamodule, fraction, seed) if datamodule is not None else None
+    spec = shared_spec(a, b, batches, accelerator)
     correlations = None
     report: dict = {"start": a.label, "end": b.label, "method": method}
     if method == "activation":
@@ -264,9 +267,10 @@ def correlation_signatures(
     progress: bool = True,
 ) -> SignatureResult:
     """How well the linear midpoint's (and ``midpoint``'s) units correspond to each endpoint's (appendix F)."""
-    a, b, spec = pair(start, end, accelerator)
+    a, b = as_network(start, "start"), as_network(end, "end")
     datamodule = as_data(data, a, b)
     batches = alignment_batches(datamodule, fraction, seed)
+    spec = shared_spec(a, b, batches, accelerator)
     endpoints = {"start": a.module, "end": b.module}
     bn_data = datamodule.eval_dataloader("train") if has_batchnorm(a.module) else None
     midpoints = {"linear midpoint": linear_midpoint(a.module, b.module, bn_data)}

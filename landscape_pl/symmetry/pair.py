@@ -18,15 +18,17 @@ from landscape_pl.symmetry.weight_matching import match_weights
 Method = Literal["activation", "weight"]
 
 
-def check_pair(net_a: nn.Module, net_b: nn.Module, labels: tuple[str, str] = ("start", "end")) -> PermutationSpec:
-    """The shared spec of two networks of one architecture and width; errors name the first mismatch."""
+def check_pair(net_a: nn.Module, net_b: nn.Module, labels: tuple[str, str] = ("start", "end"),
+               example: torch.Tensor | None = None) -> PermutationSpec:
+    """The shared spec of two networks of one architecture and width (checked on ``example``, e.g. the first
+    inputs of the data they are aligned on; else on a guessed input); errors name the first mismatch."""
     if type(net_a) is not type(net_b):
         raise LandscapeError(
             f"{labels[0]} is a {type(net_a).__name__} and {labels[1]} a {type(net_b).__name__}: "
             "only networks of one architecture can be aligned"
         )
     check_compatible([net_a.state_dict(), net_b.state_dict()], list(labels))
-    return spec_of(net_a)
+    return spec_of(net_a, example)
 
 
 def find_permutation(
