@@ -28,6 +28,17 @@ NETWORKS = {
 TARGET = 3.0
 
 
+def variants(name: str, network: torch.nn.Module, example: torch.Tensor, spec) -> dict:
+    """``spec_of`` whole and its parts, and one forward for scale."""
+    return {
+        f"{name}: spec_of": lambda: spec_of(network),
+        f"{name}: example input": lambda: example_input(network),
+        f"{name}: derive": lambda: derive(network, example),
+        f"{name}: check": lambda: check_spec(network, spec, example),
+        f"{name}: one forward": lambda: torch.no_grad()(network)(example),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     options(parser, repeats=5, device=False)
@@ -39,14 +50,7 @@ def main() -> None:
         network = make().eval()
         example = example_input(network)
         spec = derive(network, example)
-        variants = {
-            f"{name}: spec_of": lambda: spec_of(network),
-            f"{name}: example input": lambda: example_input(network),
-            f"{name}: derive": lambda: derive(network, example),
-            f"{name}: check": lambda: check_spec(network, spec, example),
-            f"{name}: one forward": lambda: torch.no_grad()(network)(example),
-        }
-        times = interleave(variants, args.repeats)
+        times = interleave(variants(name, network, example, spec), args.repeats)
         print_times(times)
         median = statistics.median(times[f"{name}: spec_of"])
         verdicts.append([name, f"{len(spec.groups)}", f"{median:.2f}", f"<= {TARGET:g}", "PASS" if median <= TARGET else "FAIL"])

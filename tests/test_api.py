@@ -14,7 +14,7 @@ from pathlib import Path
 import matplotlib.figure
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 import landscape_pl as lp
 from landscape_pl.cli import main
