@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import landscape_pl as lp
+from landscape_pl.analysis.double_backward import cheap_double_backward
 from landscape_pl.analysis.hessian import Objective, check_differentiable, hutchinson_trace, hvp, spectral_density, top_eigenvalues
 from landscape_pl.api.lines import PathResult
 from landscape_pl.cli import main
@@ -90,6 +91,51 @@ def test_the_spectral_density_integrates_to_one_and_covers_the_extreme_eigenvalu
     assert min(nodes) == pytest.approx(float(exact[0]), rel=1e-4) and max(nodes) == pytest.approx(float(exact[-1]), rel=1e-4)
     assert grid[0] < exact[0] and grid[-1] > exact[-1]
     assert (density >= 0).all() and float(density[0]) < 1e-3 * float(density.max())
+
+
+def explicit_hessian(objective: Objective) -> torch.Tensor:
+    """The Hessian of L by torch.autograd.functional (PyTorch's own double backward of every operation)."""
+    network = objective.network
+    names, shapes = zip(*[(n, p.shape) for n, p in network.named_parameters()])
+
+    def loss(theta: torch.Tensor) -> torch.Tensor:
+        params = {n: v.view(s) for n, v, s in zip(names, theta.split([s.numel() for s in shapes]), shapes)}
+        return sum(summed(torch.func.functional_call(network, params, (x,)), y) for x, y in objective.batches) / objective.count
+
+    return torch.autograd.functional.hessian(loss, torch.cat([p.detach().reshape(-1) for p in network.parameters()]))
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_products_through_convolutions_and_batchnorm_match_the_explicit_hessian(train):
+    """The substituted second derivatives (every convolution; BatchNorm on running statistics) against PyTorch's:
+    strides, tuple padding, dilation, groups, no bias, "same" padding, 1-d, BatchNorm with and without affine."""
+    torch.manual_seed(0)
+    network = nn.Sequential(
+        nn.Conv2d(2, 4, 3, stride=2, padding=(1, 0)), nn.BatchNorm2d(4), nn.Tanh(),
+        nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2, bias=False), nn.BatchNorm2d(4, affine=False), nn.Softplus(),
+        nn.Conv2d(4, 2, 1, padding="same"), nn.Flatten(2), nn.Conv1d(2, 3, 2, stride=2), nn.BatchNorm1d(3), nn.Tanh(),
+        nn.Flatten(), nn.Linear(9, 3)).double()
+    for module in network.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            if module.affine:
+                nn.init.uniform_(module.weight, 0.5, 1.5)
+                nn.init.uniform_(module.bias, -0.5, 0.5)
+    network.train(train)
+    x, y = torch.randn(12, 2, 6, 6, dtype=torch.float64), torch.randint(0, 3, (12,))
+    objective = Objective(network, [(x[:7], y[:7]), (x[7:], y[7:])], summed)
+    hessian = explicit_hessian(objective)
+    assert hessian.shape == (217, 217)
+    with cheap_double_backward():  # the substitutions are in the graph that products run through
+        grads = torch.autograd.grad(next(objective.losses()), objective.parameters, create_graph=True)
+    batchnorm = "NativeBatchNormBackwardBackward0" if train else "MulBackward0"  # batch statistics: PyTorch's BatchNorm
+    assert [type(g.grad_fn).__name__ for g in grads[:3]] == ["_ConvolutionGradientBackward"] * 2 + [batchnorm]
+    for seed in range(3):
+        v = torch.randn(objective.size, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+        assert torch.allclose(hvp(objective, v), hessian @ v, rtol=1e-10, atol=1e-12)
+    found = top_eigenvalues(objective, k=2, iterations=objective.size, tolerance=1e-9)
+    assert found.converged and found.values == pytest.approx(torch.linalg.eigvalsh(hessian)[-2:].flip(0).tolist(), rel=1e-6)
 
 
 class Rounded(nn.Module):

@@ -6,9 +6,11 @@ products share is freed when the call returns (PyHessian keeps it on its object,
 users report), and the network's ``.grad`` fields are never written.
 
 Hessian-vector products are double backward: each batch's gradient is built once per call with its
-graph, and every product is one backward through it (``bench/hessian.py``, TinyTen on the CPU: 2.4-2.5x
-a gradient, against 3.5-4.2x for a product from scratch and 3.3-4.1x for torch.func's forward-over-reverse
-``jvp(grad(L))``, which is why the library keeps double backward).
+graph (convolutions and eval-mode BatchNorm given cheaper second derivatives, ``double_backward``), and
+every product is one backward through it. ``bench/hessian.py``, TinyTen batch 128 on the CPU: a product
+costs about 2 gradients (2.4-2.5 with PyTorch's own convolution double backward; 3.8 for forward-over-reverse
+with ``torch.autograd.forward_ad`` dual parameters and 3.3-4.1 for torch.func's ``jvp(grad(L))``, whose
+convolution tangents run ``convolution_backward`` about 5 times per layer).
 Eigenvalues are Lanczos with full reorthogonalization (exact in exact arithmetic once the Krylov
 space is invariant, so a tiny network checks against ``eigvalsh`` of its explicit Hessian); the
 trace is Hutchinson's estimator with Rademacher vectors; the density is stochastic Lanczos
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from landscape_pl.analysis.double_backward import cheap_double_backward
 from landscape_pl.errors import LandscapeError
 
 SummedLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -88,7 +91,8 @@ def products(objective: Objective) -> Iterator[Product]:
     that of one double-backward graph per batch of the objective)."""
     params = objective.parameters
     sizes = [p.numel() for p in params]
-    graphs = [torch.autograd.grad(loss, params, create_graph=True) for loss in objective.losses()]
+    with cheap_double_backward():
+        graphs = [torch.autograd.grad(loss, params, create_graph=True) for loss in objective.losses()]
 
     def apply(vector: torch.Tensor) -> torch.Tensor:
         pieces = [v.view_as(p) for v, p in zip(vector.split(sizes), params)]
