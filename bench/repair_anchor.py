@@ -56,11 +56,16 @@ def curve(recipe: str, a: Path, aligned: Path, out: Path, epochs: int) -> Path:
                    f"--data={json.dumps(data)}", f"--trainer.max_epochs={epochs}", *QUIET)
 
 
-def gap(row: dict, mean: float) -> float:
-    return (row["REPAIR"] - row["RESET"]) / (mean - row["RESET"])
+def gap(row: dict, mean: float) -> float | None:
+    """(REPAIR - RESET) / (endpoints' mean - RESET); None where RESET already reaches the mean (no gap)."""
+    return (row["REPAIR"] - row["RESET"]) / (mean - row["RESET"]) if mean > row["RESET"] else None
 
 
-def measure_pair(recipe: str, pair: tuple[int, int], args) -> tuple[str, float]:
+def percent(value: float | None) -> str:
+    return "no gap" if value is None else f"{100 * value:.0f}%"
+
+
+def measure_pair(recipe: str, pair: tuple[int, int], args) -> tuple[str, float | None]:
     """One pair's markdown table and the aligned line's gap closed."""
     a, b = (endpoint(recipe, seed, args.root, args.vary_order) for seed in pair)
     data = resolve_data(None, a)
@@ -84,7 +89,7 @@ def measure_pair(recipe: str, pair: tuple[int, int], args) -> tuple[str, float]:
               f"mean unit correlation before / after alignment {aligned.report['mean_correlation']['before']:.3f} / "
               f"{aligned.report['mean_correlation']['after']:.3f}"), "",
              "| path | none | RESET | REPAIR | gap closed by REPAIR |", "|---|---|---|---|---|"]
-    lines += [f"| {label} | {100 * row['none']:.2f} | {100 * row['RESET']:.2f} | {100 * row['REPAIR']:.2f} | {100 * gap(row, mean):.0f}% |"
+    lines += [f"| {label} | {100 * row['none']:.2f} | {100 * row['RESET']:.2f} | {100 * row['REPAIR']:.2f} | {percent(gap(row, mean))} |"
               for label, row in rows.items()]
     return "\n".join(lines) + "\n", gap(rows["line A → aligned B, t = 0.5"], mean)
 
@@ -111,7 +116,11 @@ def main() -> None:
             text, closed = measure_pair(recipe, pair, args)
             print(text, flush=True)
             report.append(text)
-            gaps.append(closed)
+            gaps += [] if closed is None else [closed]
+        if not gaps:
+            report.append(f"**{recipe}**: RESET reaches the endpoints' mean at every aligned midpoint: no gap for REPAIR\n")
+            print(report[-1], flush=True)
+            continue
         mean = sum(gaps) / len(gaps)
         verdict = ""
         if recipe == PLAIN:
