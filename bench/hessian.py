@@ -1,6 +1,7 @@
 """Hessian cost on TinyTen (batch 128, eval mode): one Hessian-vector product against one gradient of the
 same batch and network, side by side (a product inside an eigenvalue or trace call, which shares the
-gradient's graph; a product from scratch; torch.func's forward-over-reverse); memory over 100 products and 100 eigenvalue calls (the growth
+gradient's graph; the same through PyTorch's own double backward of convolutions and BatchNorm, which the
+library replaces; a product from scratch; torch.func's forward-over-reverse); memory over 100 products and 100 eigenvalue calls (the growth
 PyHessian users report); the top eigenvalue at one point in 20 iterations, next to PyHessian's when a
 Python with pyhessian installed is given (``--pyhessian /tmp/pyh-venv/bin/python``).
 
@@ -16,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -50,6 +52,19 @@ def plain_gradient(network: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list
     return torch.autograd.grad(F.cross_entropy(network(x), y), list(network.parameters()))
 
 
+def pytorch_products(network: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Products as the library made them before ``double_backward``: a backward through the gradient's graph
+    as PyTorch builds it."""
+    params = list(network.parameters())
+    grads = torch.autograd.grad(F.cross_entropy(network(x), y), params, create_graph=True)
+
+    def apply(vector: torch.Tensor) -> torch.Tensor:
+        pieces = [v.view_as(p) for v, p in zip(vector.split([p.numel() for p in params]), params)]
+        return torch.cat([t.reshape(-1) for t in torch.autograd.grad(grads, params, pieces, retain_graph=True)])
+
+    return apply
+
+
 def func_hvp(network: nn.Module, x: torch.Tensor, y: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
     """The other way to a product: torch.func forward-over-reverse, jvp of grad."""
     params = {name: p.detach() for name, p in network.named_parameters()}
@@ -68,19 +83,23 @@ def timings(repeats: int) -> None:
     objective = Objective(network, [(x, y)], summed)
     vector = torch.randn(objective.size, generator=torch.Generator().manual_seed(1))
     print(f"\nTinyTen, {objective.size:,} parameters, batch {BATCH}, eval mode")
+    pytorch_apply = pytorch_products(network, x, y)
     with products(objective) as apply:  # what top_eigenvalues, hutchinson_trace and spectral_density use
         times = interleave({
             "gradient (plain torch)": lambda: plain_gradient(network, x, y),
             "HVP in a call (library products)": lambda: apply(vector),
+            "HVP in a call, PyTorch's double backward": lambda: pytorch_apply(vector),
             "HVP from scratch (library hvp)": lambda: hvp(objective, vector),
             "HVP, torch.func jvp(grad)": lambda: func_hvp(network, x, y, vector),
         }, repeats)
-        agreement = (apply(vector) - func_hvp(network, x, y, vector)).norm() / apply(vector).norm()
+        found = apply(vector)
+        agreement = [float((found - other).norm() / found.norm()) for other in (pytorch_apply(vector), func_hvp(network, x, y, vector))]
     print_times(times, unit="ms")
-    print(f"  double backward and torch.func agree to {float(agreement):.1e} (relative)")
+    print("  the library's products agree with PyTorch's double backward to {:.1e} and with torch.func to {:.1e} (relative)".format(*agreement))
     floor = "gradient (plain torch)"
     print_ratios([
         ("HVP in a call / gradient", ratios(times, "HVP in a call (library products)", floor), TARGET),
+        ("HVP PyTorch's double backward / gradient", ratios(times, "HVP in a call, PyTorch's double backward", floor), None),
         ("HVP from scratch / gradient", ratios(times, "HVP from scratch (library hvp)", floor), None),
         ("HVP torch.func / gradient", ratios(times, "HVP, torch.func jvp(grad)", floor), None),
     ])

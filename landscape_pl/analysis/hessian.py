@@ -8,7 +8,7 @@ users report), and the network's ``.grad`` fields are never written.
 Hessian-vector products are double backward: each batch's gradient is built once per call with its
 graph (convolutions and eval-mode BatchNorm given cheaper second derivatives, ``double_backward``), and
 every product is one backward through it. ``bench/hessian.py``, TinyTen batch 128 on the CPU: a product
-costs about 2 gradients (2.4-2.5 with PyTorch's own convolution double backward; 3.8 for forward-over-reverse
+costs 1.8 gradients (2.4-2.6 with PyTorch's own double backward; 3.8 for forward-over-reverse
 with ``torch.autograd.forward_ad`` dual parameters and 3.3-4.1 for torch.func's ``jvp(grad(L))``, whose
 convolution tangents run ``convolution_backward`` about 5 times per layer).
 Eigenvalues are Lanczos with full reorthogonalization (exact in exact arithmetic once the Krylov
