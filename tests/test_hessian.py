@@ -261,7 +261,11 @@ def test_a_path_watched_during_fit_carries_the_curvature(tmp_path):
     small_fit(tmp_path, PathEvaluation(every_n_epochs=0, points=2, splits=["test"], hessian={"top_k": 1, "subset": 64}), epochs=1)
     rows = read_path_csv(tmp_path / "path" / "epoch_0001" / "path.csv")
     assert [list(r.extras) for r in rows] == [["hessian_eig_1"]] * 2
-    assert [e.step for e in events(tmp_path).Images("path/profile")] == [1]  # the figure with its curvature panel
+    logged = events(tmp_path)
+    assert [e.step for e in logged.Images("path/profile")] == [1]  # the figure with its curvature panel
+    curve = logged.Scalars("path/epoch_0001/hessian_eig_1")  # each point's curvature, step = grid index
+    assert [e.step for e in curve] == [0, 1]
+    assert [e.value for e in curve] == pytest.approx([r.extras["hessian_eig_1"] for r in rows], rel=1e-6)
 
 
 def test_a_string_carries_the_curvature_of_each_bead(tmp_path):

@@ -3,7 +3,8 @@
 Every ``every_n_epochs`` epochs (and at the end of ``fit``) the callback walks a path with the same
 ``Evaluation.points`` the ``interpolate`` command uses, writes ``path.csv``/``summary.json``/``path.png``
 under ``<log_dir>/<name>/epoch_NNNN`` and logs the summary scalars and the profile figure to the run's
-TensorBoard at step = epochs completed.
+TensorBoard at step = epochs completed; each point's curvature (with ``hessian``) goes to
+``<name>/epoch_NNNN/<column>`` at step = grid index.
 
 Which path: a module that offers ``evaluation_path() -> (network, path)`` (curves, PAM) is asked for
 it; any other module's ``network`` is the end of a straight line from ``start`` (its weights at the
@@ -14,6 +15,7 @@ DDP every rank sees all of it and the grid of t is split across ranks by ``Evalu
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path as FilePath
 from typing import Literal
 
@@ -27,6 +29,7 @@ from landscape_pl.io import load_network, read_checkpoint
 from landscape_pl.layout import INIT
 from landscape_pl.paths import Path, line
 from landscape_pl.paths.curvature import HessianSettings, hessian_settings
+from landscape_pl.paths.evaluate import Row
 from landscape_pl.paths.grid import t_grid
 from landscape_pl.paths.settings import EvalSettings
 from landscape_pl.reporting import log_path, path_summary, write_path_report
@@ -154,4 +157,13 @@ class PathEvaluation(L.Callback):
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):
                     log_path(logger.experiment, rows, summary, self.name, step=epochs, profile=False)
+                    self._log_extras(logger.experiment, rows, epochs)
         return summary
+
+    def _log_extras(self, experiment, rows: Sequence[Row], epochs: int) -> None:
+        """Each point's extras (curvature) as ``<name>/epoch_NNNN/<extra>`` at step = grid index: one curve along
+        t per evaluation (one tag per extra would put every epoch's points on the same steps)."""
+        for index, row in enumerate(r for r in rows if r.split == rows[0].split):
+            for key, value in row.extras.items():
+                experiment.add_scalar(f"{self.name}/epoch_{epochs:04d}/{key}", value, index)
+        experiment.flush()
