@@ -248,6 +248,12 @@ def test_planes_and_mli_take_the_same_setting(tmp_path):
     assert all(r.extras.keys() == {"hessian_eig_1"} for r in grid.rows + grid.anchor_rows)
     grid.save(tmp_path / "plane")
     assert (tmp_path / "plane" / "plane.csv").read_text().splitlines()[0] == "x,y,split,loss,accuracy,hessian_eig_1"
+    figure = grid.plot()  # plane.png: a third contour panel, of the top eigenvalue over the grid
+    panels = [ax for ax in figure.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["test: log10 loss", "test: accuracy %", "test: top Hessian eigenvalue"]
+    levels = next(c for c in panels[2].collections if hasattr(c, "levels")).levels
+    values = [r.extras["hessian_eig_1"] for r in grid.rows]
+    assert levels[0] <= min(values) < max(values) <= levels[-1] and levels[-1] - levels[0] < 2 * (max(values) - min(values))
     runs = lp.mli([(nets[0], nets[1])], data, points=2, variants=["all"], splits=["train"], progress=False, accelerator="cpu",
                   hessian={"trace_samples": 2, "top_k": 0, "subset": 32})
     assert all(r.extras.keys() == {"hessian_trace", "hessian_trace_se"} for r in runs.paths[("run0", "all")].rows)

@@ -155,24 +155,32 @@ def write_grid_csv(rows: list[Row], path: Path) -> None:
                              *("" if r.extras.get(name) is None else repr(r.extras[name]) for name in extras)])
 
 
+CURVATURE = {"hessian_eig_1": "top Hessian eigenvalue", "hessian_trace": "Hessian trace"}  # the extra a plane's third panel shows
+
+
 def plane_figure(rows: list[Row], xs: list[float], ys: list[float], marks: list[tuple[str, tuple[float, float]]],
                  curve: list[dict], title: str, axis_labels: tuple[str, str]):
-    """Per split: log10 loss and accuracy contours, the anchors marked and named, the curve as a polyline."""
+    """Per split: log10 loss and accuracy contours, and the curvature's (the top Hessian eigenvalue, else the
+    trace) when the rows carry it; the anchors marked and named, the curve as a polyline."""
     from landscape_pl.plots import plt
 
     splits = list(dict.fromkeys(r.split for r in rows))
     has_accuracy = any(r.accuracy is not None for r in rows)
-    columns = 2 if has_accuracy else 1
+    curvature = next((name for name in CURVATURE if any(name in r.extras for r in rows)), None)
+    columns = 1 + has_accuracy + (curvature is not None)
     fig, axes = plt.subplots(len(splits), columns, figsize=(6 * columns, 4.8 * len(splits)), squeeze=False)
     index = {(x, y): (j, i) for j, y in enumerate(ys) for i, x in enumerate(xs)}
     for s, split in enumerate(splits):
         loss = np.full((len(ys), len(xs)), np.nan)
         accuracy = np.full((len(ys), len(xs)), np.nan)
+        curved = np.full((len(ys), len(xs)), np.nan)
         for r in rows:
             if r.split == split and r.key in index:
                 loss[index[r.key]] = math.log10(r.loss) if r.finite and r.loss > 0 else np.nan
                 accuracy[index[r.key]] = np.nan if r.accuracy is None else 100 * r.accuracy
-        fields = [("log10 loss", loss, "viridis")] + ([("accuracy %", accuracy, "magma")] if has_accuracy else [])
+                curved[index[r.key]] = r.extras.get(curvature, np.nan)
+        fields = ([("log10 loss", loss, "viridis")] + ([("accuracy %", accuracy, "magma")] if has_accuracy else [])
+                  + ([(CURVATURE[curvature], curved, "cividis")] if curvature else []))
         for c, (name, values, cmap) in enumerate(fields):
             ax = axes[s, c]
             image = ax.contourf(xs, ys, np.ma.masked_invalid(values), levels=20, cmap=cmap)
