@@ -136,6 +136,11 @@ def test_products_through_convolutions_and_batchnorm_match_the_explicit_hessian(
         assert torch.allclose(hvp(objective, v), hessian @ v, rtol=1e-10, atol=1e-12)
     found = top_eigenvalues(objective, k=2, iterations=objective.size, tolerance=1e-9)
     assert found.converged and found.values == pytest.approx(torch.linalg.eigvalsh(hessian)[-2:].flip(0).tolist(), rel=1e-6)
+    single = x[0]  # an unbatched convolution (C, H, W) is left to PyTorch
+    plain = network[0](single)
+    with cheap_double_backward():
+        inside = network[0](single)
+    assert torch.equal(inside, plain) and type(inside.grad_fn) is type(plain.grad_fn)
 
 
 class Rounded(nn.Module):

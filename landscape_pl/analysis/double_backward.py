@@ -16,8 +16,8 @@ two substitutions, the same values to rounding:
 ``bench/hessian.py`` (TinyTen, batch 128, CPU, 1 thread, one product over one ordinary gradient):
 2.45 with PyTorch's own formulas; convolutions alone 2.23, BatchNorm alone 2.25, both 2.0-2.1, both and
 channels-last 1.8. The tensor-function mode's per-call bookkeeping in torch is bounded (the Python heap
-levels off at ~130 KB over 1000 products). Convolutions with string padding ("same") and BatchNorm in
-training mode are left as they are.
+levels off at ~130 KB over 1000 products). Convolutions with string padding ("same") or unbatched input and
+BatchNorm in training mode are left as they are.
 """
 
 from __future__ import annotations
@@ -102,8 +102,8 @@ class _Substitutions(TorchFunctionMode):
         kwargs = kwargs or {}
         if func in DIMENSIONS:
             found = dict(zip(("input", "weight", "bias", "stride", "padding", "dilation", "groups"), args), **kwargs)
-            if not isinstance(found.get("padding", 0), str):
-                dims = DIMENSIONS[func]
+            dims = DIMENSIONS[func]
+            if not isinstance(found.get("padding", 0), str) and found["input"].dim() == dims + 2:  # unbatched: left as it is
                 geometry = (*(_expand(found.get(key, default), dims) for key, default in (("stride", 1), ("padding", 0), ("dilation", 1))),
                             found.get("groups", 1))
                 x = found["input"]
