@@ -37,9 +37,9 @@ def _expand(value: int | Sequence[int], dims: int) -> tuple[int, ...]:
     return (value,) * dims if isinstance(value, int) else tuple(value)
 
 
-def _convolve(x: torch.Tensor, weight: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+def _convolve(x: torch.Tensor, weight: torch.Tensor, geometry: Geometry, bias: torch.Tensor | None = None) -> torch.Tensor:
     stride, padding, dilation, groups = geometry
-    return torch.convolution(x, weight, None, stride, padding, dilation, False, [0] * len(stride), groups)
+    return torch.convolution(x, weight, bias, stride, padding, dilation, False, [0] * len(stride), groups)
 
 
 def _convolution_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, geometry: Geometry,
@@ -75,12 +75,13 @@ class _ConvolutionGradient(torch.autograd.Function):
 
 
 class _Convolution(torch.autograd.Function):
+    """A convolution whose backward is ``_ConvolutionGradient`` (the node a product runs backward through)."""
+
     @staticmethod
     def forward(ctx, x, weight, bias, geometry):
         ctx.save_for_backward(x, weight)
         ctx.geometry = geometry
-        stride, padding, dilation, groups = geometry
-        return torch.convolution(x, weight, bias, stride, padding, dilation, False, [0] * len(stride), groups)
+        return _convolve(x, weight, geometry, bias)
 
     @staticmethod
     def backward(ctx, grad):
