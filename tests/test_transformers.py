@@ -120,7 +120,7 @@ def trained_vit(seed: int, data: DigitsDataModule, path: Path) -> Path:
     torch.manual_seed(seed)  # init_seed resets the layers with reset_parameters; MultiheadAttention's in_proj keeps this draw
     network = DigitsViT()
     module = lp.EndpointModule(network, optimizer=partial(torch.optim.AdamW, lr=5e-3), init_seed=seed)
-    L.Trainer(max_epochs=2, **TRAINER).fit(module, datamodule=data)
+    L.Trainer(max_epochs=2, default_root_dir=path.parent, **TRAINER).fit(module, datamodule=data)  # init.ckpt goes there
     return save_network(network, path, "classification")
 
 
@@ -165,7 +165,7 @@ def test_both_alignments_lower_the_barrier_and_a_curve_between_the_aligned_pair_
     # activation: the heads and head dims have no probes, so they are weight matched with the probed groups held
     assert {name for name in report["weight_matched"] if name.endswith(".heads")}
     curve = lp.CurveModule(str(a), str(tmp_path / "activation" / "aligned.ckpt"), optimizer=partial(torch.optim.Adam, lr=3e-3))
-    L.Trainer(max_epochs=1, limit_val_batches=0, **TRAINER).fit(curve, datamodule=data)
+    L.Trainer(max_epochs=1, limit_val_batches=0, default_root_dir=tmp_path, **TRAINER).fit(curve, datamodule=data)
     line = next(r.loss for r in PathResult.load(tmp_path / "activation" / "aligned").rows if r.key == 0.5 and r.split == "test")
     trained = lp.evaluate_curve(curve, data, t=[0.5], splits=("test",), progress=False).rows[0].loss
     assert trained < line, (trained, line)
