@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "landscape_pl"
 LAYERS = [
     ("base", {"errors", "atomic", "trust", "tasks", "distributed", "devices", "labels", "layout", "recipes", "console"}),
     ("core", {"data", "models", "paths", "symmetry", "analysis", "io", "plots", "reporting"}),
-    ("training", {"modules", "callbacks", "search", "fitting"}),
+    ("training", {"evaluation", "modules", "callbacks", "search", "fitting"}),
     ("library", {"api"}),
     ("orchestration", {"study"}),
     ("commands", {"commands"}),

@@ -21,7 +21,7 @@ from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network
 from landscape_pl.paths import NetworkSlots, line
 from landscape_pl.paths.fixups import RecomputeBatchNorm
-from landscape_pl.paths.repair import Repair, RepairWarning, measure, repair
+from landscape_pl.symmetry.repair import Repair, RepairWarning, measure, repair
 
 QUIET = ["--accelerator", "cpu", "--progress", "false", "--tensorboard", "false"]
 

@@ -168,7 +168,7 @@ def align(
     each probed layer's mean cross-correlation of corresponding units before and after, dead units, and
     (``points`` > 0) the loss barriers and midpoint (t = 0.5) accuracies of the straight lines start → end
     and start → aligned end on ``splits``; ``repair`` adds the line start → aligned end with REPAIR at
-    every t (``aligned_repair``: variance collapse corrected, ``paths.repair``).
+    every t (``aligned_repair``: variance collapse corrected, ``symmetry.repair``).
     """
     if method not in ("activation", "weight"):
         raise LandscapeError(f"method must be 'activation' or 'weight', got {method!r}")

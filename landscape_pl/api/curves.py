@@ -32,7 +32,7 @@ from landscape_pl.paths import Row
 from landscape_pl.paths.curvature import HessianSettings, described
 from landscape_pl.paths.fixups import Fixup
 from landscape_pl.paths.grid import t_grid
-from landscape_pl.paths.settings import EvalSettings
+from landscape_pl.evaluation import EvalSettings
 from landscape_pl.reporting import path_summary, write_table
 from landscape_pl.tasks import Task
 
@@ -89,7 +89,7 @@ def evaluate_curve(
     """Loss and accuracy of a trained curve at ``t`` (default: ``points`` evenly spaced on [0, 1]);
     ``hessian`` adds curvature at each t to the rows' extras (as ``interpolate``); ``repair`` corrects
     every hidden unit at t to (1 - t) μ_start + t μ_end, (1 - t) σ_start + t σ_end: the statistics of
-    the curve's two ends, never its control points, which are no trained networks (``paths.repair``).
+    the curve's two ends, never its control points, which are no trained networks (``symmetry.repair``).
 
     Under torchrun the grid is split across ranks and every rank gets all rows.
     """

@@ -18,9 +18,9 @@ from landscape_pl.atomic import replacing
 from landscape_pl.data.loaders import Data
 from landscape_pl.data.subsets import training_subset
 from landscape_pl.errors import LandscapeError
+from landscape_pl.evaluation import EvalSettings
 from landscape_pl.io import write_json
 from landscape_pl.labels import short
-from landscape_pl.paths.settings import EvalSettings
 
 
 @dataclass

@@ -16,6 +16,7 @@ from landscape_pl.api.inputs import NetworkLike, as_data, as_network, task_of
 from landscape_pl.api.result import Result
 from landscape_pl.data.loaders import Data
 from landscape_pl.distributed import join_launched_group
+from landscape_pl.evaluation import EvalSettings
 from landscape_pl.io import read_path_csv
 from landscape_pl.labels import short
 from landscape_pl.layout import resolve_init
@@ -23,7 +24,6 @@ from landscape_pl.paths import Row, line
 from landscape_pl.paths.curvature import HessianSettings, described
 from landscape_pl.paths.fixups import Fixup
 from landscape_pl.paths.grid import t_grid
-from landscape_pl.paths.settings import EvalSettings
 from landscape_pl.reporting import log_path, path_summary, write_path_report
 
 
@@ -91,7 +91,7 @@ def interpolate(
     (``paths.fixups``); ``hessian`` (HessianSettings or a dict of its fields) adds the top Hessian
     eigenvalues and trace at each t to every row's ``extras``. ``repair`` corrects every hidden unit at
     each t, after BatchNorm recomputation, to mean (1 - t) μ_start + t μ_end and std (1 - t) σ_start +
-    t σ_end (REPAIR, ``paths.repair``; t beyond [0, 1]: the nearer end's). Under torchrun the t grid is
+    t σ_end (REPAIR, ``symmetry.repair``; t beyond [0, 1]: the nearer end's). Under torchrun the t grid is
     split across ranks and every rank gets all rows.
     """
     join_launched_group()

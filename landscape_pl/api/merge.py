@@ -39,10 +39,10 @@ from landscape_pl.models.base import Spec
 from landscape_pl.paths import has_batchnorm
 from landscape_pl.paths.evaluate import evaluate
 from landscape_pl.paths.fixups import RecomputeBatchNorm
-from landscape_pl.paths.repair import repair
 from landscape_pl.reporting import write_table
 from landscape_pl.symmetry import PermutationSpec, check_pair, from_lists, permute_network, to_lists
 from landscape_pl.symmetry.many import average, to_each_other, to_reference
+from landscape_pl.symmetry.repair import repair
 from landscape_pl.tasks import Task, get_task
 
 Fixup = Literal["none", "reset", "repair"]

@@ -26,6 +26,7 @@ from landscape_pl.data.loaders import Data, as_datamodule
 from landscape_pl.data.saved import resolve_data
 from landscape_pl.distributed import join_launched_group
 from landscape_pl.errors import LandscapeError
+from landscape_pl.evaluation import EvalSettings
 from landscape_pl.io import extra_columns, write_json
 from landscape_pl.labels import distinct_labels, short, unambiguous
 from landscape_pl.modules.curve import load_curve
@@ -36,7 +37,6 @@ from landscape_pl.paths.curves import Curve
 from landscape_pl.paths.fixups import Fixup
 from landscape_pl.paths.grid import t_grid
 from landscape_pl.paths.plane import Plane, grid, plane_through, random_plane
-from landscape_pl.paths.settings import EvalSettings
 from landscape_pl.tasks import Task
 
 
@@ -233,7 +233,7 @@ def plane(
     at each grid point to the mixture of the networks' mean and std by the point's barycentric
     coefficients in the three networks (negative ones clipped to 0, the rest renormalized); through a
     curve, the control point's share goes half to each end (it is no trained network); around one
-    network, to that network's statistics (``paths.repair``).
+    network, to that network's statistics (``symmetry.repair``).
     """
     join_launched_group()
     given = [flag for flag, value in (("--networks", networks), ("--center", center), ("--curve_ckpt", curve_ckpt))

@@ -27,13 +27,13 @@ from landscape_pl.api.result import Result
 from landscape_pl.atomic import save_figure
 from landscape_pl.data.loaders import Data
 from landscape_pl.errors import LandscapeError
+from landscape_pl.evaluation import EvalSettings
 from landscape_pl.layout import claim
 from landscape_pl.models.base import Spec, build, describe
 from landscape_pl.paths import Anchors, Evaluation, Row
 from landscape_pl.paths.anchors import float_entries
 from landscape_pl.paths.curvature import HessianSettings, described
 from landscape_pl.paths.grid import t_grid
-from landscape_pl.paths.settings import EvalSettings
 from landscape_pl.reporting import write_path_report
 from landscape_pl.search import Budget, Job, Segment, check_settings, constrained, greedy, open_string, summarize
 from landscape_pl.search.probe import Probe

@@ -25,13 +25,13 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from landscape_pl.errors import LandscapeError
+from landscape_pl.evaluation import EvalSettings
 from landscape_pl.io import load_network, read_checkpoint
 from landscape_pl.layout import INIT
 from landscape_pl.paths import Path, line
 from landscape_pl.paths.curvature import HessianSettings, hessian_settings
 from landscape_pl.paths.evaluate import Row
 from landscape_pl.paths.grid import t_grid
-from landscape_pl.paths.settings import EvalSettings
 from landscape_pl.reporting import log_path, path_summary, write_path_report
 from landscape_pl.tasks import get_task
 
@@ -54,7 +54,7 @@ class PathEvaluation(L.Callback):
         mli_tolerance: a rise of the loss larger than this breaks monotonicity.
         name: TensorBoard tag prefix and folder name under the run's log dir.
         write_files: also write path.csv, summary.json and path.png per evaluation.
-        repair: REPAIR at each t after BatchNorm recomputation (``paths.repair``): units given the mixture
+        repair: REPAIR at each t after BatchNorm recomputation (``symmetry.repair``): units given the mixture
             of the path's two ends' mean and std, the ends measured once per evaluation.
         hessian: curvature at each t (``paths.curvature.HessianSettings``: top eigenvalues, trace) on a
             seeded training subset, as extra columns and TensorBoard curves; default none.

@@ -17,10 +17,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from landscape_pl.distributed import gather, shard, world
-from landscape_pl.errors import LandscapeError
 from landscape_pl.paths.anchors import NetworkSlots
 from landscape_pl.paths.fixups import Fixup, Measure, RecomputeBatchNorm
-from landscape_pl.paths.repair import Repair
 from landscape_pl.tasks import Task
 
 if TYPE_CHECKING:
@@ -71,8 +69,7 @@ class Evaluation:
     ``bn_data``/``bn_batches`` are the shorthand for the first fix-up, BatchNorm recomputation
     (RESET): ``bn_batches`` None recomputes statistics on the whole ``bn_data`` (the standard
     practice), 0 turns recomputation off; it is off anyway for networks without BatchNorm.
-    ``repair`` adds REPAIR (``paths.repair``) right after it: every unit corrected to the mixture of the
-    path's networks' mean and std, measured on the same ``bn_batches`` of ``bn_data`` (all when 0).
+    Further fix-ups (REPAIR, ``symmetry.repair``) run after it, in order.
     """
 
     splits: Mapping[str, Iterable]
@@ -82,16 +79,10 @@ class Evaluation:
     progress: bool = True
     fixups: list[Fixup] = field(default_factory=list)
     measures: list[Measure] = field(default_factory=list)
-    repair: bool = False
 
     def __post_init__(self) -> None:
-        reset = RecomputeBatchNorm(self.bn_data, self.bn_batches) if self.bn_data is not None and self.bn_batches != 0 else None
-        if self.repair:
-            if self.bn_data is None:
-                raise LandscapeError("REPAIR measures its statistics on training data: give the Evaluation bn_data")
-            self.fixups.insert(0, Repair(self.bn_data, self.bn_batches or None, reset=reset))
-        if reset is not None:
-            self.fixups.insert(0, reset)
+        if self.bn_data is not None and self.bn_batches != 0:
+            self.fixups.insert(0, RecomputeBatchNorm(self.bn_data, self.bn_batches))
 
     def at(self, network: nn.Module, key: Any) -> list[Row]:
         """Rows for the network as it is now (its parameters already set to the point ``key``)."""

@@ -2,8 +2,8 @@
 
 Every path, curve, plane, string and ensemble evaluates a point the same way: write θ, run the
 fix-ups in order, then one evaluation pass per split. BatchNorm recomputation is the first fix-up;
-a new one (REPAIR) is one class here with ``prepare`` (once per path) and ``apply`` (once per
-point), and every analysis gets it. A ``Measure`` (the Hessian probe, ``paths.curvature``) changes
+a new one is one class with ``prepare`` (once per path) and ``apply`` (once per point), and every
+analysis gets it (REPAIR, ``symmetry.repair``, is one: it needs the permutation groups). A ``Measure`` (the Hessian probe, ``paths.curvature``) changes
 nothing: it runs after the fix-ups and returns numbers that become extra columns of the point's rows.
 """
 

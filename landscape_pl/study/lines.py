@@ -38,7 +38,7 @@ def line_stages(
 ) -> list[Stage]:
     """Endpoint fits, one line per endpoint config (first two seeds), one MLI comparison over every
     endpoint, and the report; ``line_grid`` is (t_min, t_max, points) or None for no line; ``repair``
-    walks those lines with REPAIR at every t (``paths.repair``). Each stage leaves its result in
+    walks those lines with REPAIR at every t (``symmetry.repair``). Each stage leaves its result in
     ``outcomes`` for the report."""
     components(endpoints, "endpoints")  # each name is a folder under endpoints/ and line/
     layout = Study(root)
