@@ -181,7 +181,7 @@ def pairwise(networks: list[nn.Module], perms: list[dict], method: str) -> float
                 correlations = cross_correlations(aligned[i], aligned[j], spec, digits_loaders()["train"])
                 total += sum(float(c.matrix.diagonal().sum()) for c in correlations.values())
             else:
-                total += sum(float((a * b).sum()) for a, b in zip(aligned[i].parameters(), aligned[j].parameters()))
+                total += sum(float((a.detach() * b.detach()).sum()) for a, b in zip(aligned[i].parameters(), aligned[j].parameters()))
     return total
 
 
