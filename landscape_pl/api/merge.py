@@ -40,8 +40,9 @@ from landscape_pl.paths import has_batchnorm
 from landscape_pl.paths.evaluate import evaluate
 from landscape_pl.paths.fixups import RecomputeBatchNorm
 from landscape_pl.reporting import write_table
-from landscape_pl.symmetry import PermutationSpec, check_pair, from_lists, permute_network, to_lists
+from landscape_pl.symmetry import PermutationSpec, from_lists, permute_network, spec_of, to_lists
 from landscape_pl.symmetry.many import average, to_each_other, to_reference
+from landscape_pl.symmetry.pair import check_same_architecture
 from landscape_pl.symmetry.repair import repair
 from landscape_pl.tasks import Task, get_task
 
@@ -155,11 +156,11 @@ def check_settings(networks: Sequence[NetworkLike], method: str, reference: Refe
 
 
 def shared_spec(given: Sequence[Network]) -> PermutationSpec:
-    """The permutation spec all networks share; errors name the first network of another architecture."""
-    spec = None
+    """The permutation spec all networks share (derived and checked once); errors name the first network of
+    another architecture."""
     for other in given[1:]:
-        spec = check_pair(given[0].module, other.module, (given[0].label, other.label))
-    return spec
+        check_same_architecture(given[0].module, other.module, (given[0].label, other.label))
+    return spec_of(given[0].module)
 
 
 def merge(

@@ -18,16 +18,21 @@ from landscape_pl.symmetry.weight_matching import match_weights
 Method = Literal["activation", "weight"]
 
 
-def check_pair(net_a: nn.Module, net_b: nn.Module, labels: tuple[str, str] = ("start", "end"),
-               example: torch.Tensor | None = None) -> PermutationSpec:
-    """The shared spec of two networks of one architecture and width (checked on ``example``, e.g. the first
-    inputs of the data they are aligned on; else on a guessed input); errors name the first mismatch."""
+def check_same_architecture(net_a: nn.Module, net_b: nn.Module, labels: tuple[str, str] = ("start", "end")) -> None:
+    """Two networks of one architecture and width, or an error naming the first mismatch."""
     if type(net_a) is not type(net_b):
         raise LandscapeError(
             f"{labels[0]} is a {type(net_a).__name__} and {labels[1]} a {type(net_b).__name__}: "
             "only networks of one architecture can be aligned"
         )
     check_compatible([net_a.state_dict(), net_b.state_dict()], list(labels))
+
+
+def check_pair(net_a: nn.Module, net_b: nn.Module, labels: tuple[str, str] = ("start", "end"),
+               example: torch.Tensor | None = None) -> PermutationSpec:
+    """The shared spec of two networks of one architecture and width (checked on ``example``, e.g. the first
+    inputs of the data they are aligned on; else on a guessed input); errors name the first mismatch."""
+    check_same_architecture(net_a, net_b, labels)
     return spec_of(net_a, example)
 
 

@@ -147,9 +147,22 @@ def find_sites(network: nn.Module, example: torch.Tensor, spec: PermutationSpec 
     return sorted(sites, key=lambda s: rank.get(s.layer, len(rank)))
 
 
-def dead(moments: Moments) -> torch.Tensor:
+def zero_variance(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """Channels with zero variance (never divided by)."""
-    return moments.std <= DEAD * (1 + moments.mean.abs())
+    return std <= DEAD * (1 + mean.abs())
+
+
+def dead(moments: Moments) -> torch.Tensor:
+    return zero_variance(moments.mean, moments.std)
+
+
+def affine(mean: torch.Tensor, std: torch.Tensor, target_mean: torch.Tensor, target_std: torch.Tensor,
+           correct: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per channel (scale a, shift b) taking (mean, std) to the target: a = σ*/σ, b = μ* - a μ; (1, 0) where
+    not ``correct`` or the channel has zero variance. One formula for the in-flight and the folded correction."""
+    ok = correct & ~zero_variance(mean, std)
+    scale = torch.where(ok, target_std / std.clamp_min(1e-30), 1.0)
+    return scale, torch.where(ok, target_mean - scale * mean, 0.0)
 
 
 Targets = Callable[[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -184,11 +197,9 @@ def measure(network: nn.Module, sites: Sequence[Site], data: Iterable, batches: 
         delta = mean.double() - total_mean
         sums[index] = [count + n, total_mean + delta * (n / (count + n)), m2 + var.double() * n + delta ** 2 * (count * n / (count + n))]
         if targets is not None:
-            target_mean, target_std, correct = targets(batch[0], index)
-            ok = correct & (std > DEAD * (1 + mean.abs()))
-            scale = torch.where(ok, target_std / std.clamp_min(1e-30), 1.0)
+            scale, shift = affine(mean, std, *targets(batch[0], index))
             shape = [-1 if d == dim else 1 for d in range(output.dim())]
-            view.mul_(scale.view(shape)).add_(torch.where(ok, target_mean - scale * mean, 0.0).view(shape))
+            view.mul_(scale.view(shape)).add_(shift.view(shape))
 
     handles = [modules[s.measured].register_forward_hook(lambda m, i, o, k=k, s=s: hook(k, s, o)) for k, s in enumerate(sites)]
     was_training = network.training
@@ -215,11 +226,8 @@ def mix(values: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tenso
 
 def correction(point: Moments, target_mean: torch.Tensor, target_std: torch.Tensor, correct: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per channel (scale a, shift b) taking the point's mean and std to the target: a = σ*/σ, b = μ* - a μ;
-    (1, 0) where not ``correct`` or the point's unit has zero variance."""
-    ok = correct & ~dead(point)
-    scale = torch.where(ok, target_std / point.std.clamp_min(1e-30), 1.0)
-    return scale, torch.where(ok, target_mean - scale * point.mean, 0.0)
+    """The affine map taking the point's moments over all batches to the target (what ``fold`` writes)."""
+    return affine(point.mean, point.std, target_mean, target_std, correct)
 
 
 @torch.no_grad()
