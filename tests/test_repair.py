@@ -196,13 +196,54 @@ def test_repair_refuses_networks_it_cannot_correct():
 
     cases = [(Branchy(), "REPAIR corrects the units of each permutation group, so it needs a permutation spec of Branchy"),
              (nn.Sequential(nn.Linear(64, 10)), "no hidden units to correct"),
-             (nn.Sequential(nn.Linear(64, 8, bias=False), nn.ReLU(), nn.Linear(8, 10)),
-              r"group '0'.* through 0.bias, and 0 has no bias and no BatchNorm after it")]
+             (nn.Sequential(nn.Linear(64, 8), nn.LayerNorm(8, elementwise_affine=False), nn.ReLU(), nn.Linear(8, 10)),
+              r"group '0'.* into 1, a LayerNorm without weight and bias \(affine=False\)")]
     for network, message in cases:
         with pytest.raises(LandscapeError, match=message):
             repair(network, [(network, 1.0)], data)
     with pytest.raises(LandscapeError, match="REPAIR needs the networks a point is made of"):
         Repair(data).prepare(nn.Sequential(nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 10)), None)
+
+
+def normalized(kind: str, seed: int) -> nn.Module:
+    """A small random network whose hidden layers feed a LayerNorm or a GroupNorm, or have no bias."""
+    torch.manual_seed(seed)
+    if kind == "groupnorm":
+        return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.GroupNorm(4, 16), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
+                             nn.GroupNorm(4, 16), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+    if kind == "layernorm":
+        return nn.Sequential(nn.Linear(64, 32), nn.LayerNorm(32), nn.ReLU(), nn.Linear(32, 32), nn.LayerNorm(32), nn.ReLU(),
+                             nn.Linear(32, 10))
+    return nn.Sequential(nn.Linear(64, 32, bias=False), nn.ReLU(), nn.Linear(32, 32, bias=False), nn.ReLU(), nn.Linear(32, 10))
+
+
+@pytest.mark.parametrize("kind", ["layernorm", "groupnorm", "nobias"])
+def test_repair_folds_into_layer_and_group_norms_and_scales_bias_free_layers(kind):
+    """A Linear/Conv feeding a LayerNorm or GroupNorm is measured at the norm's output and corrected through its
+    affine, once per channel (a GroupNorm's nested groups are not corrected twice): the units get the mixture's
+    mean and std (1e-5) and t = 0 is the first network (1e-6). A bias-free layer gets the std alone, with a warning."""
+    a, b = normalized(kind, 0), normalized(kind, 1)
+    data = (images if kind == "groupnorm" else train_batches)(2000)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        network, fixup = walked(a, b, data, 0.3, reset=False)
+        start, _ = walked(a, b, data, 0.0, reset=False)
+    bias_free = [str(w.message) for w in caught if issubclass(w.category, RepairWarning) and "no bias" in str(w.message)]
+    stats = fixup.statistics
+    assert [(s.layer, s.norm, s.shift) for s in stats.sites] == {
+        "layernorm": [("0", "1", True), ("3", "4", True)], "groupnorm": [("0", "1", True), ("3", "4", True)],
+        "nobias": [("0", None, False), ("2", None, False)]}[kind]
+    assert len(bias_free) == (4 if kind == "nobias" else 0)  # per group and walk
+    after = measure(network, stats.sites, data)
+    for index in range(len(stats.sites)):
+        mean, std = stats.target(index, [0.7, 0.3])
+        torch.testing.assert_close(after[index].std, std, atol=1e-5, rtol=1e-5)
+        if kind == "nobias":  # no bias to move the mean with: it is the point's own, scaled
+            assert float((after[index].mean - mean).abs().max()) > 1e-3
+        else:
+            torch.testing.assert_close(after[index].mean, mean, atol=1e-5, rtol=1e-5)
+    for name, value in a.state_dict().items():
+        torch.testing.assert_close(start.state_dict()[name], value, atol=1e-6, rtol=0, msg=name)
 
 
 def test_the_alignment_study_gains_aligned_repair(tmp_path):

@@ -9,6 +9,7 @@ from torch import nn
 from landscape_pl.models.base import Architecture
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "identity": nn.Identity}
+INITS = ("torch", "kaiming")
 
 
 def activation(name: str) -> nn.Module:
@@ -22,8 +23,11 @@ class MLP(Architecture):
     """Flatten, then ``widths`` hidden layers with one activation, then a linear read-out.
 
     ``batchnorm`` puts a BatchNorm1d between each hidden Linear and its activation (the deep BatchNorm
-    MLP of REPAIR's experiments). Kept as one ``nn.Sequential`` so that permutation specs are derived
-    from it automatically.
+    MLP of REPAIR's experiments). ``init`` "torch" keeps PyTorch's Linear init, whose variance shrinks
+    the signal by about 3x per layer, so a deep plain MLP trains only with adaptive optimizers;
+    "kaiming" draws weights from N(0, 2 / fan_in) and zero biases (He et al.), which keeps the signal's
+    scale through ReLU layers so SGD trains a deep plain MLP too. Kept as one ``nn.Sequential`` so that
+    permutation specs are derived from it automatically.
     """
 
     def __init__(
@@ -34,14 +38,28 @@ class MLP(Architecture):
         activation: str = "relu",
         bias: bool = True,
         batchnorm: bool = False,
+        init: str = "torch",
     ) -> None:
         super().__init__()
+        if init not in INITS:
+            raise ValueError(f"MLP init {init!r} is unknown; choose one of {list(INITS)}")
+        self.init = init
         layers: list[nn.Module] = [nn.Flatten()]
         sizes = [in_features, *widths]
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
             layers += [nn.Linear(fan_in, fan_out, bias=bias), *([nn.BatchNorm1d(fan_out)] if batchnorm else []), _activation(activation)]
         layers.append(nn.Linear(sizes[-1], num_outputs, bias=bias))
         self.layers = nn.Sequential(*layers)
+        self.initialize()
+
+    def initialize(self) -> None:
+        """Redraw the Linear layers' weights by ``init`` (called after every layer's own reset)."""
+        if self.init == "kaiming":
+            for layer in self.layers:
+                if isinstance(layer, nn.Linear):
+                    nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                    if layer.bias is not None:
+                        nn.init.zeros_(layer.bias)
 
     def forward(self, x):
         return self.layers(x)

@@ -23,12 +23,15 @@ def given_spec(name: str) -> Spec | None:
 
 
 def reinitialize(network: nn.Module, seed: int) -> None:
-    """Reset every layer's parameters from ``seed`` alone, independent of the global RNG and data order."""
+    """Reset every layer's parameters from ``seed`` alone, independent of the global RNG and data order;
+    then the network's own ``initialize()`` where it has one (an init scheme over its layers)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for module in network.modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
+        if callable(getattr(network, "initialize", None)):
+            network.initialize()
 
 
 class EndpointModule(L.LightningModule):

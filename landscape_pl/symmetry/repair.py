@@ -3,13 +3,16 @@ standard deviation that the networks it mixes have, undoing the variance collaps
 
 Where a unit is measured and corrected (a ``Site``): the output of the Linear/Conv that opens its
 permutation group (the module whose ``weight`` dim 0 is one of the group's axes), i.e. the
-pre-activation. If that output goes straight into a BatchNorm, the unit is measured at the
-BatchNorm's output instead and the correction folds into its weight and bias: in eval mode with the
-point's own statistics (RESET) the BatchNorm output has mean β(t) and std |γ(t)|, so the BatchNorm's
-output is the last place before the nonlinearity where a correction is not normalized away, and
-what REPAIR then fixes is exactly what RESET leaves (|γ(t)| against the mixture of |γ_k|). Without a
-BatchNorm the correction y -> a y + b folds into the layer's weight rows and bias. Either way a
-repaired point is an ordinary network (its checkpoint needs no REPAIR to load).
+pre-activation. If that output goes straight into a normalization with a per-channel affine (a
+BatchNorm; a GroupNorm; a LayerNorm over the units' last dim), the unit is measured at the norm's
+output instead and the correction folds into its weight and bias: a norm divides a correction made
+before it away, so its output is the last place before the nonlinearity where one lasts. In eval
+mode with the point's own statistics (RESET) a BatchNorm output has mean β(t) and std |γ(t)|, so what
+REPAIR then fixes is exactly what RESET leaves (|γ(t)| against the mixture of |γ_k|). Without a norm
+the correction y -> a y + b folds into the layer's weight rows and bias. Either way a repaired point
+is an ordinary network (its checkpoint needs no REPAIR to load). Where the module folded into has no
+bias (``bias=False``), only the scale can be written: the std is corrected and the mean is left, with
+a warning naming the group.
 
 Targets: a point made of networks k with weights w_k (``Path.mixture``: (1 - t, t) on a line or a
 curve's ends, barycentric on a plane) gets mean Σ w_k μ_k and std Σ w_k σ_k per unit.
@@ -38,7 +41,6 @@ from torch import nn
 
 from landscape_pl.errors import LandscapeError
 from landscape_pl.paths.anchors import NetworkSlots
-from landscape_pl.paths.batchnorm import NORMS
 
 if TYPE_CHECKING:
     from landscape_pl.paths.fixups import RecomputeBatchNorm
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from landscape_pl.symmetry.spec import PermutationSpec
 
 OPENERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)  # per-channel affine after a normalization
 DEAD = 1e-6  # a std at most this (relative to 1 + |mean|) is zero variance: never divided by
 
 
@@ -57,9 +60,10 @@ class RepairWarning(UserWarning):
 class Site:
     """Where one opening layer's units are measured and corrected.
 
-    ``layer``: the Linear/Conv opening ``group``; ``norm``: the BatchNorm its output goes into (the
+    ``layer``: the Linear/Conv opening ``group``; ``norm``: the normalization its output goes into (the
     correction folds there; measured at its output), else None; ``channels``: the output channels that
-    are the group's units; ``dim``: the channel axis of the measured output (last for Linear, 1 else).
+    are the group's units; ``dim``: the channel axis of the measured output (last for Linear, 1 else);
+    ``shift``: whether the module folded into has a bias (else only the std is corrected).
     """
 
     group: str
@@ -67,6 +71,7 @@ class Site:
     norm: str | None
     channels: slice
     dim: int
+    shift: bool = True
 
     @property
     def measured(self) -> str:
@@ -112,6 +117,7 @@ def find_sites(network: nn.Module, example: torch.Tensor, spec: PermutationSpec 
     if not openers:
         raise LandscapeError(f"REPAIR: no Linear/Conv opens a permutation group of {type(network).__name__}; "
                              f"groups: {list(spec.names)}")
+    openers = outermost(openers)
     outputs: dict[int, str] = {}
     feeds: dict[str, str] = {}
     order: list[str] = []
@@ -134,17 +140,42 @@ def find_sites(network: nn.Module, example: torch.Tensor, spec: PermutationSpec 
         network.train(was_training)
     sites = []
     for group, name, channels in openers:
-        norm = feeds.get(name)
-        if norm is not None and modules[norm].weight is None:
-            raise LandscapeError(f"REPAIR folds group {group.name!r}'s correction into {norm}, a BatchNorm without weight and "
-                                 "bias (affine=False): build it with affine=True, or evaluate without REPAIR")
-        if norm is None and modules[name].bias is None:
-            raise LandscapeError(f"REPAIR corrects the mean of group {group.name!r}'s units through {name}.bias, and {name} has no "
-                                 "bias and no BatchNorm after it: build it with bias=True, or evaluate without REPAIR")
         dim = -1 if isinstance(modules[name], nn.Linear) else 1
-        sites.append(Site(group.name, name, norm, channels, dim))
+        norm = feeds.get(name)
+        if norm is not None and not per_channel(modules[norm], dim):
+            norm = None  # a LayerNorm over more than the units: no per-unit affine to fold into; measured at the layer
+        if norm is not None and modules[norm].weight is None:
+            raise LandscapeError(f"REPAIR folds group {group.name!r}'s correction into {norm}, a {type(modules[norm]).__name__} "
+                                 "without weight and bias (affine=False): build it with affine=True, or evaluate without REPAIR")
+        target = norm or name
+        if modules[target].bias is None:
+            warnings.warn(f"REPAIR: group {group.name!r} is corrected through {target}, which has no bias: its units' std is "
+                          "corrected and their mean is left as it is (build it with bias=True for the full correction)",
+                          RepairWarning, stacklevel=3)
+        sites.append(Site(group.name, name, norm, channels, dim, modules[target].bias is not None))
     rank = {name: k for k, name in enumerate(dict.fromkeys(order))}
     return sorted(sites, key=lambda s: rank.get(s.layer, len(rank)))
+
+
+def outermost(openers: list[tuple]) -> list[tuple]:
+    """Openers without those whose channels lie inside another group's on the same layer (a group nested
+    in another's units: a GroupNorm's channels within its groups, a head's dims within the heads): the
+    correction is per channel, so each channel is corrected once, as a unit of the outer group."""
+    def covers(outer: slice, inner: slice, size: int) -> bool:
+        (a, b, _), (c, d, _) = outer.indices(size), inner.indices(size)
+        return a <= c and d <= b
+
+    big = 1 << 62
+    kept: list[tuple] = []
+    for opener in sorted(openers, key=lambda o: -len(range(*o[2].indices(big)))):
+        if not any(k[1] == opener[1] and covers(k[2], opener[2], big) for k in kept):
+            kept.append(opener)
+    return [o for o in openers if o in kept]
+
+
+def per_channel(norm: nn.Module, dim: int) -> bool:
+    """Whether ``norm``'s affine acts per channel of axis ``dim`` (a LayerNorm only over the last dim)."""
+    return not isinstance(norm, nn.LayerNorm) or (len(norm.normalized_shape) == 1 and dim == -1)
 
 
 def zero_variance(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -157,12 +188,13 @@ def dead(moments: Moments) -> torch.Tensor:
 
 
 def affine(mean: torch.Tensor, std: torch.Tensor, target_mean: torch.Tensor, target_std: torch.Tensor,
-           correct: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per channel (scale a, shift b) taking (mean, std) to the target: a = σ*/σ, b = μ* - a μ; (1, 0) where
-    not ``correct`` or the channel has zero variance. One formula for the in-flight and the folded correction."""
+           correct: torch.Tensor, shift: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per channel (scale a, shift b) taking (mean, std) to the target: a = σ*/σ, b = μ* - a μ (b = 0 without
+    ``shift``); (1, 0) where not ``correct`` or the channel has zero variance. One formula for the in-flight
+    and the folded correction."""
     ok = correct & ~zero_variance(mean, std)
     scale = torch.where(ok, target_std / std.clamp_min(1e-30), 1.0)
-    return scale, torch.where(ok, target_mean - scale * mean, 0.0)
+    return scale, torch.where(ok & shift, target_mean - scale * mean, 0.0)
 
 
 Targets = Callable[[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -197,7 +229,7 @@ def measure(network: nn.Module, sites: Sequence[Site], data: Iterable, batches: 
         delta = mean.double() - total_mean
         sums[index] = [count + n, total_mean + delta * (n / (count + n)), m2 + var.double() * n + delta ** 2 * (count * n / (count + n))]
         if targets is not None:
-            scale, shift = affine(mean, std, *targets(batch[0], index))
+            scale, shift = affine(mean, std, *targets(batch[0], index), site.shift)
             shape = [-1 if d == dim else 1 for d in range(output.dim())]
             view.mul_(scale.view(shape)).add_(shift.view(shape))
 
@@ -224,20 +256,18 @@ def mix(values: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tenso
     return sum(w * v for v, w in zip(values, weights) if w != 0) if any(weights) else torch.zeros_like(values[0])
 
 
-def correction(point: Moments, target_mean: torch.Tensor, target_std: torch.Tensor, correct: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The affine map taking the point's moments over all batches to the target (what ``fold`` writes)."""
-    return affine(point.mean, point.std, target_mean, target_std, correct)
 
 
 @torch.no_grad()
 def fold(network: nn.Module, site: Site, scale: torch.Tensor, shift: torch.Tensor) -> None:
-    """y -> scale y + shift on the site's channels, written into the BatchNorm's affine or the layer itself."""
+    """y -> scale y + shift on the site's channels, written into the norm's affine or the layer itself
+    (shift is 0 where it has no bias)."""
     module = dict(network.named_modules())[site.measured]
     weight, bias = module.weight, module.bias
     rows = weight[site.channels]
     rows.mul_(scale.to(weight).view(-1, *[1] * (rows.dim() - 1)))
-    bias[site.channels] = scale.to(bias) * bias[site.channels] + shift.to(bias)
+    if bias is not None:
+        bias[site.channels] = scale.to(bias) * bias[site.channels] + shift.to(bias)
 
 
 @dataclass
@@ -293,7 +323,9 @@ def repair_point(network: nn.Module, statistics: Statistics, weights: Sequence[f
 
     point = measure(network, statistics.sites, data, batches, targets)
     for index, site in enumerate(statistics.sites):
-        fold(network, site, *correction(point[index], *statistics.target(index, weights), statistics.correct[index]))
+        moments = point[index]
+        fold(network, site, *affine(moments.mean, moments.std, *statistics.target(index, weights), statistics.correct[index],
+                                    site.shift))
     return point
 
 
