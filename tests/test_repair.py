@@ -19,6 +19,7 @@ from landscape_pl.cli import LandscapeCLI, main, model_from_checkpoint
 from landscape_pl.data import DigitsDataModule
 from landscape_pl.errors import LandscapeError
 from landscape_pl.io import load_network
+from landscape_pl.models import ResNet
 from landscape_pl.paths import NetworkSlots, line
 from landscape_pl.paths.fixups import RecomputeBatchNorm
 from landscape_pl.symmetry.repair import Repair, RepairWarning, measure, repair
@@ -206,8 +207,10 @@ def test_repair_refuses_networks_it_cannot_correct():
 
 
 def normalized(kind: str, seed: int) -> nn.Module:
-    """A small random network whose hidden layers feed a LayerNorm or a GroupNorm, or have no bias."""
+    """A small random network whose hidden layers feed a LayerNorm or a GroupNorm, or have no bias; or a ResNet."""
     torch.manual_seed(seed)
+    if kind == "resnet":
+        return ResNet(depth=8, width=8, in_channels=1)
     if kind == "groupnorm":
         return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.GroupNorm(4, 16), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
                              nn.GroupNorm(4, 16), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
@@ -217,13 +220,14 @@ def normalized(kind: str, seed: int) -> nn.Module:
     return nn.Sequential(nn.Linear(64, 32, bias=False), nn.ReLU(), nn.Linear(32, 32, bias=False), nn.ReLU(), nn.Linear(32, 10))
 
 
-@pytest.mark.parametrize("kind", ["layernorm", "groupnorm", "nobias"])
+@pytest.mark.parametrize("kind", ["layernorm", "groupnorm", "nobias", "resnet"])
 def test_repair_folds_into_layer_and_group_norms_and_scales_bias_free_layers(kind):
     """A Linear/Conv feeding a LayerNorm or GroupNorm is measured at the norm's output and corrected through its
     affine, once per channel (a GroupNorm's nested groups are not corrected twice): the units get the mixture's
-    mean and std (1e-5) and t = 0 is the first network (1e-6). A bias-free layer gets the std alone, with a warning."""
+    mean and std (1e-5) and t = 0 is the first network (1e-6). A bias-free layer gets the std alone, with a warning.
+    A ResNet's units are corrected at every conv's BatchNorm, the residual stream's at each conv that writes it."""
     a, b = normalized(kind, 0), normalized(kind, 1)
-    data = (images if kind == "groupnorm" else train_batches)(2000)
+    data = (images if kind in ("groupnorm", "resnet") else train_batches)(2000)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         network, fixup = walked(a, b, data, 0.3, reset=False)
@@ -232,7 +236,10 @@ def test_repair_folds_into_layer_and_group_norms_and_scales_bias_free_layers(kin
     stats = fixup.statistics
     assert [(s.layer, s.norm, s.shift) for s in stats.sites] == {
         "layernorm": [("0", "1", True), ("3", "4", True)], "groupnorm": [("0", "1", True), ("3", "4", True)],
-        "nobias": [("0", None, False), ("2", None, False)]}[kind]
+        "nobias": [("0", None, False), ("2", None, False)],
+        "resnet": [("conv1", "bn1", True), *[(f"blocks.{k}.{conv}", f"blocks.{k}.{norm}", True) for k in range(3)
+                                              for conv, norm in (("conv1", "bn1"), ("conv2", "bn2"), ("shortcut.0", "shortcut.1"))
+                                              if k or conv != "shortcut.0"]]}[kind]
     assert len(bias_free) == (4 if kind == "nobias" else 0)  # per group and walk
     after = measure(network, stats.sites, data)
     for index in range(len(stats.sites)):
