@@ -298,3 +298,16 @@ def test_repair_warnings_are_silent_for_healthy_networks(digits_endpoints):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RepairWarning)
         walked(*pair(digits_endpoints), train_batches(2000), 0.5, reset=False)
+
+
+def test_a_pre_layernorm_transformer_folds_nothing_into_its_layernorms():
+    """A pre-LN GPT's LayerNorms read the residual sum, never an opening layer's own output: every unit is
+    corrected in its layer (a freed output's id, reused by the sum, must not pass for that output)."""
+    from landscape_pl.models import GPT
+    from landscape_pl.symmetry.repair import find_sites
+
+    torch.manual_seed(0)
+    network = GPT(vocab_size=8, context=16, width=32, depth=2, heads=4)
+    sites = find_sites(network, torch.randint(0, 8, (8, 16)))
+    assert {s.layer for s in sites} == {f"blocks.{k}.{m}" for k in range(2) for m in ("attention.qkv", "attention.proj", "mlp.0", "mlp.2")}
+    assert all(s.norm is None for s in sites)

@@ -118,17 +118,21 @@ def find_sites(network: nn.Module, example: torch.Tensor, spec: PermutationSpec 
         raise LandscapeError(f"REPAIR: no Linear/Conv opens a permutation group of {type(network).__name__}; "
                              f"groups: {list(spec.names)}")
     openers = outermost(openers)
-    outputs: dict[int, str] = {}
+    outputs: dict[int, tuple[str, torch.Tensor]] = {}  # the tensor is held: a freed tensor's id is reused by later ones
     feeds: dict[str, str] = {}
     order: list[str] = []
 
     def opened(name: str, output: torch.Tensor) -> None:
-        outputs[id(output)] = name
+        outputs[id(output)] = name, output
         order.append(name)
 
     handles = [modules[name].register_forward_hook(lambda m, i, o, name=name: opened(name, o)) for _, name, _ in openers]
-    handles += [m.register_forward_pre_hook(lambda m, i, name=name: feeds.__setitem__(outputs.get(id(i[0]), ""), name))
-                for name, m in modules.items() if isinstance(m, NORMS)]
+    def fed(name: str, given: torch.Tensor) -> None:
+        opener, output = outputs.get(id(given), ("", None))
+        if output is given:
+            feeds[opener] = name
+
+    handles += [m.register_forward_pre_hook(lambda m, i, name=name: fed(name, i[0])) for name, m in modules.items() if isinstance(m, NORMS)]
     was_training = network.training
     network.eval()
     try:
