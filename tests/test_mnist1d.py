@@ -69,14 +69,14 @@ def test_bad_arguments_are_named(arguments, message):
         MNIST1DDataModule(**arguments)
 
 
-@pytest.mark.parametrize("recipe", ["mlp", "mlp_deep", "mlp_deep_bn"])
+@pytest.mark.parametrize("recipe", ["mlp", "mlp_deep", "mlp_deep_bn", "mlp_deep_repair"])
 def test_a_recipe_trains_through_the_cli(recipe, tmp_path):
     main(["fit", "--config", str(CONFIGS / "mnist1d" / f"{recipe}.yaml"), f"--trainer.default_root_dir={tmp_path}",
           "--trainer.max_epochs=1", "--trainer.limit_train_batches=3", "--trainer.enable_progress_bar=false",
           "--trainer.enable_model_summary=false", f"--data.init_args.root={tmp_path / 'data'}", "--data.init_args.num_samples=300"])
     (last,) = tmp_path.glob("lightning_logs/version_0/checkpoints/last.ckpt")
     network = load_network(last).network
-    widths = {"mlp": 2 * [256], "mlp_deep": 8 * [128], "mlp_deep_bn": 8 * [128]}[recipe]
+    widths = {"mlp": 2 * [256], "mlp_deep": 8 * [128], "mlp_deep_bn": 8 * [128], "mlp_deep_repair": 10 * [128]}[recipe]
     assert [m.out_features for m in network.modules() if isinstance(m, torch.nn.Linear)] == [*widths, 10]
     x, _ = MNIST1DDataModule(num_samples=300, root=str(tmp_path / "data")).split("test").tensors
     assert network(x).shape == (60, 10)
