@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from landscape_pl.symmetry.spec import PermutationSpec
 
 OPENERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)  # per-channel affine after a normalization
+AFFINE_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)  # per-channel affine after a normalization
 DEAD = 1e-6  # a std at most this (relative to 1 + |mean|) is zero variance: never divided by
 
 
@@ -127,12 +127,14 @@ def find_sites(network: nn.Module, example: torch.Tensor, spec: PermutationSpec 
         order.append(name)
 
     handles = [modules[name].register_forward_hook(lambda m, i, o, name=name: opened(name, o)) for _, name, _ in openers]
+
     def fed(name: str, given: torch.Tensor) -> None:
         opener, output = outputs.get(id(given), ("", None))
         if output is given:
             feeds[opener] = name
 
-    handles += [m.register_forward_pre_hook(lambda m, i, name=name: fed(name, i[0])) for name, m in modules.items() if isinstance(m, NORMS)]
+    handles += [m.register_forward_pre_hook(lambda m, i, name=name: fed(name, i[0]))
+                for name, m in modules.items() if isinstance(m, AFFINE_NORMS)]
     was_training = network.training
     network.eval()
     try:
