@@ -9,8 +9,9 @@ recomputed, the default) and REPAIR (``repair=True``); with ``--curve`` also of 
 curve (configs/digits/curve.yaml, the recipe's data) trained between A and aligned B, at t = 0.5
 and its mean over t. Gap closed = (REPAIR - RESET) / (endpoints' mean - RESET). Target: REPAIR closes
 at least ``--target`` of the aligned line's gap on the deepest plain MLPs (REPAIR's 10 x 128, on the
-digits and on MNIST-1D; mean over pairs; the REPAIR notebook closes 84%). The tables go to
-``--root/repair_anchor.md``.
+digits and on MNIST-1D; mean over pairs; the REPAIR notebook closes 84%). Any endpoint recipe can be
+given (``--recipes tokens/gpt``: the small GPT of configs/tokens/gpt.yaml). The tables go
+to ``--root/repair_anchor.md``.
 
     python bench/repair_anchor.py [--recipes digits/mlp_deep_repair mnist1d/mlp_deep_repair digits/mlp_deep_bn]
         [--pairs 1,2 3,4 5,6 7,8 9,10] [--vary-order] [--curve] [--curve-epochs 10] [--root runs/bench_repair_anchor]
