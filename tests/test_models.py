@@ -117,6 +117,8 @@ def test_kaiming_init_keeps_the_signal_scale_through_a_deep_relu_mlp():
     assert torch.equal(first.bias, torch.zeros_like(first.bias))
     assert 0.5 < last_hidden_mean_square(kaiming) < 2.0
     assert last_hidden_mean_square(default) < 1e-3
+    tanh = MLP(64, [512], activation="tanh", init="kaiming").layers[1]
+    assert float(tanh.weight.detach().var()) == pytest.approx((5 / 3) ** 2 / 64, rel=0.02)  # tanh's gain, 5/3
     with pytest.raises(ValueError, match="'xavier'.*kaiming"):
         MLP(init="xavier")
 

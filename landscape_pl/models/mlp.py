@@ -9,6 +9,7 @@ from torch import nn
 from landscape_pl.models.base import Architecture
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "identity": nn.Identity}
+GAINS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "identity": "linear"}  # nn.init.calculate_gain's names
 INITS = ("torch", "kaiming")
 
 
@@ -25,9 +26,10 @@ class MLP(Architecture):
     ``batchnorm`` puts a BatchNorm1d between each hidden Linear and its activation (the deep BatchNorm
     MLP of REPAIR's experiments). ``init`` "torch" keeps PyTorch's Linear init, whose variance shrinks
     the signal by about 3x per layer, so a deep plain MLP trains only with adaptive optimizers;
-    "kaiming" draws weights from N(0, 2 / fan_in) and zero biases (He et al.), which keeps the signal's
-    scale through ReLU layers so SGD trains a deep plain MLP too. Kept as one ``nn.Sequential`` so that
-    permutation specs are derived from it automatically.
+    "kaiming" draws weights from N(0, gain² / fan_in) with the activation's gain (gain² = 2 for ReLU)
+    and zero biases (He et al.), which keeps the signal's scale through the layers, so SGD trains a deep
+    plain MLP too. Kept as one ``nn.Sequential`` so that permutation specs are derived from it
+    automatically.
     """
 
     def __init__(
@@ -43,7 +45,7 @@ class MLP(Architecture):
         super().__init__()
         if init not in INITS:
             raise ValueError(f"MLP init {init!r} is unknown; choose one of {list(INITS)}")
-        self.init = init
+        self.init, self.gain = init, GAINS.get(activation)
         layers: list[nn.Module] = [nn.Flatten()]
         sizes = [in_features, *widths]
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
@@ -57,7 +59,7 @@ class MLP(Architecture):
         if self.init == "kaiming":
             for layer in self.layers:
                 if isinstance(layer, nn.Linear):
-                    nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                    nn.init.kaiming_normal_(layer.weight, nonlinearity=self.gain)
                     if layer.bias is not None:
                         nn.init.zeros_(layer.bias)
 
