@@ -10,7 +10,8 @@ the merged network and the ensemble. Target: merged with REPAIR above the plain 
 Each merge's files (table, merged.ckpt, merge.png) are written to ``--root/<recipe>/merge/<variant>``,
 and the tables to ``--root/merge.md``.
 
-    python bench/merge.py [--recipes digits/mlp_deep mnist1d/mlp_deep mnist1d/mlp_deep_bn] [--networks 4] [--epochs 30] [--root runs/bench_merge]
+    python bench/merge.py [--recipes digits/mlp_deep_repair mnist1d/mlp_deep_repair digits/mlp_deep mnist1d/mlp_deep
+        mnist1d/mlp_deep_bn] [--networks 4] [--epochs N] [--root runs/bench_merge]
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ COLUMNS = ["method", "reference", "rounds", "fixup", "endpoints (mean)", "best e
 DIFFERENCES = ("merged - unaligned", "merged - plain unaligned")
 
 
-def endpoints(recipe: str, networks: int, epochs: int, root: Path) -> list[Path]:
-    """``networks`` runs of the recipe, seeds 1..N, trained (or found) under ``root/<recipe>/seed<k>``."""
+def endpoints(recipe: str, networks: int, epochs: int | None, root: Path) -> list[Path]:
+    """``networks`` runs of the recipe, seeds 1..N, trained (or found) under ``root/<recipe>/seed<k>``; ``epochs``
+    None keeps the recipe's own (a schedule's length is tied to it)."""
     config = find_config(f"{recipe}.yaml")
-    return [fit_run(config, root / recipe / f"seed{seed}", f"--trainer.max_epochs={epochs}", f"--model.init_args.init_seed={seed}",
+    length = [] if epochs is None else [f"--trainer.max_epochs={epochs}"]
+    return [fit_run(config, root / recipe / f"seed{seed}", *length, f"--model.init_args.init_seed={seed}",
                     f"--data.init_args.data_seed={seed}", "--trainer.enable_progress_bar=false")
             for seed in range(1, networks + 1)]
 
@@ -64,9 +67,10 @@ def table(recipe: str, rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", nargs="+", default=["digits/mlp_deep", "mnist1d/mlp_deep", "mnist1d/mlp_deep_bn"])
+    parser.add_argument("--recipes", nargs="+", default=["digits/mlp_deep_repair", "mnist1d/mlp_deep_repair", "digits/mlp_deep", "mnist1d/mlp_deep",
+                                                        "mnist1d/mlp_deep_bn"])
     parser.add_argument("--networks", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=None, help="default: each recipe's own")
     parser.add_argument("--root", type=Path, default=Path("runs/bench_merge"))
     parser.add_argument("--split", default="test")
     parser.add_argument("--margin", type=float, default=0.2, help="target: merged + REPAIR above the plain unaligned average by this")
