@@ -29,6 +29,9 @@ class Architecture(nn.Module):
         object.__setattr__(obj, "_spec", {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args})
         return obj
 
+    def initialize(self) -> None:
+        """An init scheme over the layers, run after every layer's own reset (``init_seed``); none by default."""
+
 
 def describe(network: nn.Module, given: Spec | None = None) -> Spec:
     """The spec that rebuilds ``network``: its own record, else ``given`` (from a config).

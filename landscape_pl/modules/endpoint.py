@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
-from landscape_pl.models.base import Spec, build, describe
+from landscape_pl.models.base import Architecture, Spec, build, describe
 from landscape_pl.tasks import get_task
 
 
@@ -24,13 +24,13 @@ def given_spec(name: str) -> Spec | None:
 
 def reinitialize(network: nn.Module, seed: int) -> None:
     """Reset every layer's parameters from ``seed`` alone, independent of the global RNG and data order;
-    then the network's own ``initialize()`` where it has one (an init scheme over its layers)."""
+    then an Architecture's own ``initialize()`` (an init scheme over its layers, e.g. MLP's He init)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for module in network.modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
-        if callable(getattr(network, "initialize", None)):
+        if isinstance(network, Architecture):
             network.initialize()
 
 
