@@ -40,6 +40,13 @@ def pair(endpoints) -> tuple[nn.Module, nn.Module]:
     return load_network(endpoints.a).network, load_network(endpoints.b).network
 
 
+def on_line(a: nn.Module, b: nn.Module, t: float) -> nn.Module:
+    """A copy of ``a`` holding θ(t) of the line a -> b, no fix-up."""
+    network, path = copy.deepcopy(a), line(a.state_dict(), b.state_dict())
+    path.write(NetworkSlots(network, path.anchors.names), t)
+    return network
+
+
 def walked(a: nn.Module, b: nn.Module, data: DataLoader, t: float, reset: bool, exact: bool = False) -> tuple[nn.Module, Repair]:
     """θ(t) of the line a -> b, RESET (when asked) and REPAIRed as a walk does it, with its fix-up."""
     network, path = copy.deepcopy(a), line(a.state_dict(), b.state_dict())
@@ -76,8 +83,7 @@ def test_repaired_units_have_the_mixture_of_the_ends_statistics(kind, digits_end
     stats = fixup.statistics
     assert [s.norm is not None for s in stats.sites] == [kind == "batchnorm"] * len(stats.sites)
     after = measure(network, stats.sites, data)
-    plain, path = copy.deepcopy(a), line(a.state_dict(), b.state_dict())
-    path.write(NetworkSlots(plain, path.anchors.names), 0.3)
+    plain = on_line(a, b, 0.3)
     before = measure(plain, stats.sites, data)
     for index in range(len(stats.sites)):
         mean, std = stats.target(index, [0.7, 0.3])
@@ -120,9 +126,7 @@ def test_repair_on_batchnorm_equals_reset_where_reset_already_matches(digits_bn_
     a, b = pair(digits_bn_endpoints)
     data = images(2000)
     network, fixup = walked(a, b, data, 0.5, reset=True)
-    reset_only = copy.deepcopy(a)
-    path = line(a.state_dict(), b.state_dict())
-    path.write(NetworkSlots(reset_only, path.anchors.names), 0.5)
+    reset_only = on_line(a, b, 0.5)
     RecomputeBatchNorm(data).apply(reset_only, None)
     measured = measure(reset_only, fixup.statistics.sites, data)
     for index, moments in enumerate(measured):  # the premise: RESET already gives the target statistics
@@ -191,9 +195,7 @@ def test_given_networks_and_weights_equal_the_path_at_their_t(digits_endpoints):
     a, b = pair(digits_endpoints)
     data = train_batches(2000)
     on_path, _ = walked(a, b, data, 0.25, reset=False)
-    merged = copy.deepcopy(a)
-    path = line(a.state_dict(), b.state_dict())
-    path.write(NetworkSlots(merged, path.anchors.names), 0.25)
+    merged = on_line(a, b, 0.25)
     repair(merged, [(a, 0.75), (b, 0.25)], data)
     for name, value in on_path.state_dict().items():
         torch.testing.assert_close(merged.state_dict()[name], value, atol=1e-6, rtol=1e-6)

@@ -184,12 +184,18 @@ def align_activations(
                 f"group {name}: constant activations on the alignment data for units {listed(corr.dead_a)} of the first "
                 f"network and {listed(corr.dead_b)} of the second; their correlation is taken as 0", stacklevel=2
             )
-    perms = {name: assign(corr.matrix) for name, corr in correlations.items()}
-    rest = weight_matched(spec)
-    if rest:
-        params = [n for n, _ in net_a.named_parameters()]
-        perms |= weight_match(net_a.state_dict(), net_b.state_dict(), spec, params, start=perms, only=rest).permutations
+    perms = match_unprobed(net_a, net_b, spec, {name: assign(corr.matrix) for name, corr in correlations.items()})
     return {name: perms[name] for name in spec.names}, correlations
+
+
+def match_unprobed(target: nn.Module, network: nn.Module, spec: PermutationSpec, perms: dict[str, torch.Tensor]
+                   ) -> dict[str, torch.Tensor]:
+    """``perms`` with the groups that have no probes (attention heads) weight matched to ``target``, the rest held."""
+    rest = weight_matched(spec)
+    if not rest:
+        return perms
+    params = [n for n, _ in network.named_parameters()]
+    return perms | weight_match(target.state_dict(), network.state_dict(), spec, params, start=perms, only=rest).permutations
 
 
 def weight_matched(spec: PermutationSpec) -> list[str]:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from landscape_pl.errors import LandscapeError
-from landscape_pl.symmetry.activation import Correlation, assign, cross_correlations, weight_matched
+from landscape_pl.symmetry.activation import Correlation, assign, cross_correlations, match_unprobed
 from landscape_pl.symmetry.apply import identity, permute_network
 from landscape_pl.symmetry.pair import find_permutation
 from landscape_pl.symmetry.spec import PermutationSpec
@@ -113,7 +113,7 @@ def activation_step(networks: Sequence[nn.Module], spec: PermutationSpec, batche
 
     perms = [identity(spec)]
     for i in range(1, count):  # the alignment to network 0, as align_activations finds it
-        perms.append(unprobed(networks[0], networks[i], spec, {**identity(spec), **{g: assign(matrix(0, i, g)) for g in probed}}))
+        perms.append(match_unprobed(networks[0], networks[i], spec, {**identity(spec), **{g: assign(matrix(0, i, g)) for g in probed}}))
 
     def step(perms: list[Permutations], i: int) -> bool:
         changed = False
@@ -128,18 +128,9 @@ def activation_step(networks: Sequence[nn.Module], spec: PermutationSpec, batche
     return step, perms
 
 
-def unprobed(target: nn.Module, network: nn.Module, spec: PermutationSpec, perms: Permutations) -> Permutations:
-    """``perms`` with the groups that have no probes (attention heads) weight matched to ``target``, the rest held."""
-    rest = weight_matched(spec)
-    if not rest:
-        return perms
-    params = [name for name, _ in network.named_parameters()]
-    return weight_match(target.state_dict(), network.state_dict(), spec, params, start=perms, only=rest).permutations
-
-
 def finish(networks: Sequence[nn.Module], spec: PermutationSpec, perms: list[Permutations], method: str) -> list[Permutations]:
     """After activation rounds, the groups without probes weight matched to the mean of the others, probed groups held."""
     if method == "activation":
         for i, net in enumerate(networks):
-            perms[i] = unprobed(others(networks, spec, perms, i), net, spec, perms[i])
+            perms[i] = match_unprobed(others(networks, spec, perms, i), net, spec, perms[i])
     return [{name: p.cpu() for name, p in found.items()} for found in perms]

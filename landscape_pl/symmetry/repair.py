@@ -170,14 +170,12 @@ def outermost(openers: list[tuple]) -> list[tuple]:
     """Openers without those whose channels lie inside another group's on the same layer (a group nested
     in another's units: a GroupNorm's channels within its groups, a head's dims within the heads): the
     correction is per channel, so each channel is corrected once, as a unit of the outer group."""
-    def covers(outer: slice, inner: slice, size: int) -> bool:
-        (a, b, _), (c, d, _) = outer.indices(size), inner.indices(size)
-        return a <= c and d <= b
+    def inside(inner: tuple, outer: tuple) -> bool:  # spans are explicit slices (Axis.span)
+        return inner[1] == outer[1] and outer[2].start <= inner[2].start and inner[2].stop <= outer[2].stop
 
-    big = 1 << 62
     kept: list[tuple] = []
-    for opener in sorted(openers, key=lambda o: -len(range(*o[2].indices(big)))):
-        if not any(k[1] == opener[1] and covers(k[2], opener[2], big) for k in kept):
+    for opener in sorted(openers, key=lambda o: o[2].start - o[2].stop):  # widest first
+        if not any(inside(opener, k) for k in kept):
             kept.append(opener)
     return [o for o in openers if o in kept]
 
@@ -274,8 +272,6 @@ def mix(values: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tenso
     return sum(w * v for v, w in zip(values, weights) if w != 0) if any(weights) else torch.zeros_like(values[0])
 
 
-
-
 @torch.no_grad()
 def fold(network: nn.Module, site: Site, scale: torch.Tensor, shift: torch.Tensor) -> None:
     """y -> scale y + shift on the site's channels, written into the norm's affine or the layer itself
@@ -302,6 +298,11 @@ class Statistics:
             return (mix([n[index].mean for n in self.networks], weights), mix([n[index].std for n in self.networks], weights))
         return (mix([n[index].batch_mean[batch] for n in self.networks], weights),
                 mix([n[index].batch_std[batch] for n in self.networks], weights))
+
+    def correction(self, index: int, point: Moments, weights: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The affine map taking the point's moments over all batches at site ``index`` to the mixture (what
+        ``fold`` writes)."""
+        return affine(point.mean, point.std, *self.target(index, weights), self.correct[index], self.sites[index].shift)
 
 
 def network_statistics(sites: list[Site], measured: Sequence[list[Moments]], labels: Sequence[str]) -> Statistics:
@@ -333,29 +334,29 @@ def repair_point(network: nn.Module, statistics: Statistics, weights: Sequence[f
     if len(weights) != len(statistics.networks):
         raise LandscapeError(f"REPAIR: {len(weights)} mixture weights for {len(statistics.networks)} networks")
     count = len(statistics.networks[0][0].batch_mean)
+
+    def more_batches() -> LandscapeError:
+        return LandscapeError(f"REPAIR: the data gave more batches than the {count} the networks were measured on; "
+                              "its statistics need the same deterministic batches at every point")
+
     if exact:
         point = []
         for index, site in enumerate(statistics.sites):
             (moments,) = measure(network, [site], data, batches, stop=True)
-            if len(moments.batch_mean) != count:
-                raise LandscapeError(f"REPAIR: the data gave {len(moments.batch_mean)} batches, the networks were measured on "
-                                     f"{count}; its statistics need the same deterministic batches at every point")
-            fold(network, site, *affine(moments.mean, moments.std, *statistics.target(index, weights), statistics.correct[index],
-                                        site.shift))
+            if len(moments.batch_mean) > count:
+                raise more_batches()
+            fold(network, site, *statistics.correction(index, moments, weights))
             point.append(moments)
         return point
 
     def targets(batch: int, index: int):
         if batch >= count:
-            raise LandscapeError(f"REPAIR: the data gave more batches than the {count} the networks were measured on; "
-                                 "its statistics need the same deterministic batches at every point")
+            raise more_batches()
         return (*statistics.target(index, weights, batch), statistics.correct[index])
 
     point = measure(network, statistics.sites, data, batches, targets)
     for index, site in enumerate(statistics.sites):
-        moments = point[index]
-        fold(network, site, *affine(moments.mean, moments.std, *statistics.target(index, weights), statistics.correct[index],
-                                    site.shift))
+        fold(network, site, *statistics.correction(index, point[index], weights))
     return point
 
 
